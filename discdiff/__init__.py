@@ -1,0 +1,33 @@
+"""discdiff: discrete diffusion models on arbitrary finite state spaces.
+
+    import discdiff as dd
+    g = dd.Absorbing(vocab_size=V)                 # or dd.Uniform(V), dd.DenseGraph(Q)
+    diff = dd.Diffusion(g, dd.LogLinear(), parameterization="denoiser")
+    loss = diff.loss(model, x0).mean()             # nats per sequence; an NLL bound
+"""
+
+from . import losses
+from .diffusion import Diffusion, NLLEstimate, stratified_uniform
+from .graphs import Absorbing, DenseGraph, Graph, Uniform
+from .parameterization import get_parameterization
+from .schedules import Cosine, Geometric, Linear, LogLinear, Noise, Schedule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Absorbing",
+    "Cosine",
+    "DenseGraph",
+    "Diffusion",
+    "Geometric",
+    "Graph",
+    "Linear",
+    "LogLinear",
+    "NLLEstimate",
+    "Noise",
+    "Schedule",
+    "Uniform",
+    "get_parameterization",
+    "losses",
+    "stratified_uniform",
+]

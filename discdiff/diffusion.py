@@ -1,0 +1,254 @@
+"""``Diffusion``: the one front door. A graph, a schedule and a parameterization; ``loss``, ``nll``, ``sample``.
+
+Every objective returns per-sequence values [B] in nats whose expectation over its noise is an upper
+bound on -log p_theta(x0) (except ``"l2"``, a baseline):
+
+    score_entropy   sum_i sigma(t) * SE_i(x_t, x0),                      t ~ U[t_min, 1]     (SEDD)
+    t_dce           sigma(t)/(e^{sigma_bar}-1) sum_{i masked} -log p(x0^i | x_t)              (RADD / MDLM)
+    lambda_dce      1/lambda sum_{i masked} -log p(x0^i | x_t),  mask w.p. lambda ~ U[t_min, 1] (LLaDA)
+    k_dce           L/k sum_{i masked} -log p(x0^i | x_t),  exactly k ~ U{1..L} masked      (any-order AR)
+
+Times are drawn stratified over the batch (one uniform offset, B evenly spaced strata) and the value is
+multiplied by (1 - t_min), so the batch mean estimates the integral over [t_min, 1] without bias. With an
+exact model, E[loss] = I(x0; x_{t_min}) - I(x0; x_1) (the integral's identity; ``discdiff.exact``
+computes both), which is H(p_data) up to the schedule's end points.
+
+Example::
+
+    >>> import torch, discdiff as dd
+    >>> diff = dd.Diffusion(dd.Absorbing(vocab_size=5), dd.LogLinear(), parameterization="denoiser")
+    >>> model = lambda x_t, sigma_bar: torch.zeros(*x_t.shape, 6)   # uniform guess over 5 tokens
+    >>> diff.loss(model, torch.randint(0, 5, (4, 8)), objective="k_dce").shape
+    torch.Size([4])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from . import losses
+from .graphs import Graph
+from .parameterization import Parameterization, get_parameterization
+from .schedules import Schedule, check_times
+
+__all__ = ["Diffusion", "NLLEstimate", "stratified_uniform"]
+
+Model = Callable[[Tensor, Tensor], Tensor]
+
+
+class NLLEstimate(NamedTuple):
+    """Monte Carlo NLL bound per sequence: ``mean`` [B] nats and its standard error ``stderr`` [B]."""
+
+    mean: Tensor
+    stderr: Tensor
+
+
+def stratified_uniform(
+    n: int, generator: torch.Generator | None = None, device=None, low: float = 0.0
+) -> Tensor:
+    """n draws in [low, 1], one in each of n equal strata, with a shared random offset (antithetic-like)."""
+    u = torch.rand((), generator=generator, dtype=torch.float64, device=device)
+    strata = (u + torch.arange(n, dtype=torch.float64, device=device) / n) % 1.0
+    return (low + (1.0 - low) * strata).to(torch.get_default_dtype())
+
+
+class Diffusion:
+    """A discrete diffusion model's forward process and objectives.
+
+    Args:
+        graph: the forward rate matrix (``Absorbing``, ``Uniform``, ``DenseGraph``).
+        schedule: t -> Noise(sigma_bar, sigma).
+        parameterization: ``"score"`` (model outputs log concrete scores) or ``"denoiser"`` (clean logits).
+        t_min: lower end of the time integral; keeps weights like 1/t finite. The omitted piece
+            [0, t_min] costs at most I(x0; x_0) - I(x0; x_{t_min}) nats (about t_min * sum_i H(x0^i)).
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        schedule: Schedule,
+        parameterization: str | Parameterization = "score",
+        t_min: float = 1e-5,
+    ):
+        if not isinstance(graph, Graph):
+            raise ValueError(f"graph must be a discdiff Graph, got {type(graph).__name__}")
+        if not isinstance(schedule, Schedule):
+            raise ValueError(f"schedule must be a discdiff Schedule, got {type(schedule).__name__}")
+        if not 0.0 <= t_min < 1.0:
+            raise ValueError(f"t_min must lie in [0, 1), got {t_min}")
+        self.graph = graph
+        self.schedule = schedule
+        self.parameterization = get_parameterization(parameterization)
+        self.t_min = t_min
+        self._objectives = {
+            "score_entropy": self._score_entropy,
+            "l2": self._l2,
+            "t_dce": self._t_dce,
+            "lambda_dce": self._lambda_dce,
+            "k_dce": self._k_dce,
+        }
+
+    def __repr__(self) -> str:
+        return f"Diffusion({self.graph!r}, {self.schedule!r}, parameterization={self.parameterization.name!r})"
+
+    @property
+    def objectives(self) -> list[str]:
+        return list(self._objectives)
+
+    @property
+    def default_objective(self) -> str:
+        return "score_entropy" if self.parameterization.name == "score" else "t_dce"
+
+    # --- the public API ---------------------------------------------------------------------------
+    def loss(
+        self,
+        model: Model,
+        x0: Tensor,
+        objective: str | None = None,
+        *,
+        t: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        padding_mask: Tensor | None = None,
+    ) -> Tensor:
+        """Per-sequence loss [B] in nats; its mean over draws bounds -log p_theta(x0) (see module doc).
+
+        Args:
+            model: ``model(x_t [B, L], sigma_bar [B]) -> [B, L, S]``.
+            x0: clean tokens, LongTensor [B, L].
+            objective: one of ``self.objectives``; default score entropy for "score", t-DCE for "denoiser".
+            t: times [B] in [0, 1] (or masking probabilities for lambda_dce); drawn stratified if None.
+            generator: the source of every random draw, for reproducible (and resumable) training.
+            padding_mask: BoolTensor [B, L], True on real tokens. Pad positions are never noised and add 0.
+        """
+        objective = objective or self.default_objective
+        if objective not in self._objectives:
+            raise ValueError(f"unknown objective {objective!r}; choose one of {self.objectives}")
+        x0 = self.graph.check_tokens(x0, "x0", clean=True)
+        if x0.ndim != 2:
+            raise ValueError(f"x0 must be [batch, length], got shape {tuple(x0.shape)}")
+        valid = self._valid(padding_mask, x0)
+        if t is not None:
+            t = check_times(t).to(x0.device)
+            if t.shape != (x0.shape[0],):
+                raise ValueError(f"t must have shape [{x0.shape[0]}], got {tuple(t.shape)}")
+        return self._objectives[objective](model, x0, valid, t, generator)
+
+    def nll(
+        self,
+        model: Model,
+        x0: Tensor,
+        objective: str | None = None,
+        *,
+        num_draws: int = 16,
+        generator: torch.Generator | None = None,
+        padding_mask: Tensor | None = None,
+    ) -> NLLEstimate:
+        """Average ``num_draws`` independent stratified loss draws per sequence (float64 accumulation)."""
+        if num_draws < 2:
+            raise ValueError(f"num_draws must be >= 2 to give a standard error, got {num_draws}")
+        with torch.no_grad():
+            draws = torch.stack(
+                [
+                    self.loss(model, x0, objective, generator=generator, padding_mask=padding_mask).double()
+                    for _ in range(num_draws)
+                ]
+            )
+        return NLLEstimate(draws.mean(0), draws.std(0) / math.sqrt(num_draws))
+
+    # --- helpers ------------------------------------------------------------------------------------
+    @staticmethod
+    def _valid(padding_mask: Tensor | None, x0: Tensor) -> Tensor:
+        if padding_mask is None:
+            return torch.ones_like(x0, dtype=torch.bool)
+        if padding_mask.shape != x0.shape or padding_mask.dtype != torch.bool:
+            raise ValueError(
+                f"padding_mask must be a BoolTensor of shape {tuple(x0.shape)}, got "
+                f"{padding_mask.dtype} {tuple(padding_mask.shape)}"
+            )
+        return padding_mask
+
+    def _times(self, t: Tensor | None, x0: Tensor, generator) -> Tensor:
+        if t is None:
+            return stratified_uniform(x0.shape[0], generator, x0.device, low=self.t_min)
+        return t.clamp_min(self.t_min).to(torch.get_default_dtype())
+
+    def _call(self, model: Model, x_t: Tensor, sigma_bar: Tensor) -> Tensor:
+        out = model(x_t, sigma_bar)
+        if not isinstance(out, Tensor) or out.shape[:2] != x_t.shape or out.ndim != 3:
+            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(f"model must return [B, L, S] for x_t {tuple(x_t.shape)}, got {shape}")
+        if out.shape[-1] < self.graph.num_clean_states:
+            raise ValueError(
+                f"model returned {out.shape[-1]} values per position; the graph needs "
+                f"{self.graph.num_states} (at least {self.graph.num_clean_states} clean-token logits)"
+            )
+        return out
+
+    def _noised(self, model, x0, valid, t, generator):
+        t = self._times(t, x0, generator)
+        noise = self.schedule(t)
+        x_t = torch.where(valid, self.graph.sample_transition(x0, noise.total, generator), x0)
+        return noise, x_t, self._call(model, x_t, noise.total)
+
+    def _require_mask(self, objective: str) -> int:
+        if self.graph.mask_id is None:
+            raise ValueError(f"objective {objective!r} needs an absorbing graph (one with a MASK state)")
+        return self.graph.mask_id
+
+    # --- the objectives -------------------------------------------------------------------------------
+    def _score_entropy(self, model, x0, valid, t, generator):
+        noise, x_t, out = self._noised(model, x0, valid, t, generator)
+        if out.shape[-1] != self.graph.num_states and self.parameterization.name == "score":
+            raise ValueError(f"a score model must return {self.graph.num_states} values per position")
+        log_score = self.parameterization.log_score(out, x_t, noise.total, self.graph)
+        per_position = losses.score_entropy(self.graph, log_score, x_t, x0, noise.total)
+        return (1 - self.t_min) * noise.rate * (per_position * valid).sum(-1)
+
+    def _l2(self, model, x0, valid, t, generator):
+        noise, x_t, out = self._noised(model, x0, valid, t, generator)
+        log_score = self.parameterization.log_score(out, x_t, noise.total, self.graph)
+        per_position = losses.concrete_score_l2(self.graph, log_score, x_t, x0, noise.total)
+        return (1 - self.t_min) * noise.rate * (per_position * valid).sum(-1)
+
+    def _t_dce(self, model, x0, valid, t, generator):
+        mask_id = self._require_mask("t_dce")
+        noise, x_t, out = self._noised(model, x0, valid, t, generator)
+        log_probs = self.parameterization.clean_log_probs(out, x_t, noise.total, self.graph)
+        ce = losses.masked_ce(log_probs, x0, (x_t == mask_id) & valid)
+        return (1 - self.t_min) * losses.t_dce_weight(noise.total, noise.rate) * ce.sum(-1)
+
+    def _masked_call(self, model, x0, masked, mask_prob):
+        """Replace masked positions by MASK and ask the model; sigma_bar = -log(1 - mask_prob)."""
+        x_t = torch.where(masked, self.graph.mask_id, x0)
+        sigma_bar = -torch.log1p(-mask_prob.clamp_max(1 - 1e-6))
+        out = self._call(model, x_t, sigma_bar)
+        return self.parameterization.clean_log_probs(out, x_t, sigma_bar, self.graph)
+
+    def _lambda_dce(self, model, x0, valid, t, generator):
+        self._require_mask("lambda_dce")
+        lam = self._times(t, x0, generator)
+        u = torch.rand(x0.shape, generator=generator, dtype=torch.float64, device=x0.device)
+        masked = (u < lam[:, None]) & valid
+        log_probs = self._masked_call(model, x0, masked, lam)
+        ce = losses.masked_ce(log_probs, x0, masked)
+        return (1 - self.t_min) * losses.lambda_dce_weight(lam) * ce.sum(-1)
+
+    def _k_dce(self, model, x0, valid, t, generator):
+        self._require_mask("k_dce")
+        length = valid.sum(-1)
+        if (length == 0).any():
+            raise ValueError("k_dce needs at least one real (unpadded) token in every row")
+        u = stratified_uniform(x0.shape[0], generator, x0.device) if t is None else t
+        k = (1 + torch.floor(u.double() * length)).clamp_max(length).long()  # k ~ U{1..n}
+        keys = torch.rand(x0.shape, generator=generator, dtype=torch.float64, device=x0.device)
+        keys = keys.masked_fill(~valid, 2.0)  # pads sort last and are never masked
+        rank = keys.argsort(-1).argsort(-1)
+        masked = rank < k[:, None]
+        log_probs = self._masked_call(model, x0, masked, k / (length + 1.0))
+        ce = losses.masked_ce(log_probs, x0, masked)
+        return losses.k_dce_weight(k, length) * ce.sum(-1)
