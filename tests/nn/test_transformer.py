@@ -1,0 +1,218 @@
+import math
+
+import pytest
+import torch
+
+from discdiff.nn import ARWrapper, DiffusionTransformer, TransformerConfig, sedd_absorb_scale
+from discdiff.nn.layers import apply_rotary, rotary_tables
+
+S = 11  # 10 data tokens + MASK
+
+
+def make(**kw) -> DiffusionTransformer:
+    base = dict(num_states=S, d_model=32, n_layers=2, n_heads=2, max_len=16, cond_dim=16)
+    torch.manual_seed(0)
+    return DiffusionTransformer(TransformerConfig(**{**base, **kw}))
+
+
+def randomize(model: DiffusionTransformer) -> DiffusionTransformer:
+    """Give every parameter (adaLN and head included) a random value so no path is trivially zero."""
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+    return model
+
+
+def tokens(B=3, L=16, seed=0):
+    return torch.randint(0, S, (B, L), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("time_conditioning", [False, True])
+@pytest.mark.parametrize("causal", [False, True])
+def test_shapes_and_float32(time_conditioning, causal):
+    model = make(time_conditioning=time_conditioning, causal=causal)
+    out = model(tokens(), torch.rand(3))
+    assert out.shape == (3, 16, S) and out.dtype == torch.float32
+    out = make(output_size=S - 1)(tokens(L=7), None)
+    assert out.shape == (3, 7, S - 1)
+
+
+def test_bf16_autocast_output_is_float32():
+    model = make(time_conditioning=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(tokens(), torch.rand(3))
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+def test_causal_is_causal():
+    """Position i's output depends on tokens <= i only (the model itself does not shift)."""
+    model = randomize(make(causal=True))
+    x = tokens(B=2)
+    out = model(x)
+    for j in (0, 5, 15):
+        x2 = x.clone()
+        x2[:, j] = (x2[:, j] + 1) % S
+        out2 = model(x2)
+        torch.testing.assert_close(out2[:, :j], out[:, :j], rtol=0, atol=1e-6)
+        assert not torch.allclose(out2[:, j], out[:, j])
+
+
+def test_bidirectional_sees_the_future():
+    model = randomize(make())
+    x = tokens(B=1)
+    x2 = x.clone()
+    x2[:, -1] = (x2[:, -1] + 1) % S
+    assert not torch.allclose(model(x)[:, 0], model(x2)[:, 0])
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_padding_does_not_influence_real_positions(causal):
+    model = randomize(make(causal=causal, time_conditioning=True))
+    x = tokens(B=2)
+    pad = torch.zeros(2, 16, dtype=torch.bool)
+    pad[0, 10:] = True  # right padding
+    pad[1, :4] = True  # left padding
+    sigma = torch.rand(2) + 0.1
+    out = model(x, sigma, pad)
+    x2 = torch.where(pad, (x + 3) % S, x)  # change only padded tokens
+    out2 = model(x2, sigma, pad)
+    assert torch.isfinite(out2).all()
+    torch.testing.assert_close(out2[~pad], out[~pad], rtol=0, atol=1e-6)
+    # the unpadded prefix of row 0 equals the same model run on the prefix alone
+    torch.testing.assert_close(out[0, :10], model(x[:1, :10], sigma[:1])[0], rtol=1e-5, atol=1e-5)
+
+
+def test_fully_padded_row_is_finite():
+    model = make()
+    pad = torch.ones(2, 16, dtype=torch.bool)
+    assert torch.isfinite(model(tokens(B=2), None, pad)).all()
+
+
+def test_adaln_zero_init_is_time_independent():
+    model = make(time_conditioning=True)
+    x = tokens()
+    h = {}
+    model.blocks[-1].register_forward_hook(lambda m, i, o: h.setdefault("out", []).append(o))
+    out_a = model(x, torch.full((3,), 0.1))
+    out_b = model(x, torch.full((3,), 5.0))
+    torch.testing.assert_close(h["out"][0], h["out"][1], rtol=0, atol=0)
+    torch.testing.assert_close(out_a, out_b, rtol=0, atol=0)
+    # ... but after training moves the adaLN weights, the noise level matters
+    randomize(model)
+    assert not torch.allclose(model(x, torch.full((3,), 0.1)), model(x, torch.full((3,), 5.0)))
+
+
+def test_time_free_model_ignores_sigma():
+    model = randomize(make())
+    x = tokens()
+    torch.testing.assert_close(model(x, torch.rand(3)), model(x, None), rtol=0, atol=0)
+
+
+def test_tie_weights_shares_storage():
+    model = make(tie_weights=True)
+    assert model.head.weight.data_ptr() == model.tok_emb.weight.data_ptr()
+    assert model.num_parameters() == sum(p.numel() for p in set(model.parameters()))
+    with pytest.raises(ValueError):
+        make(tie_weights=True, output_size=S - 1)
+
+
+def test_sedd_absorb_scale_matches_formula():
+    model = randomize(make(time_conditioning=True, sedd_absorb_scale=True))
+    x, sigma = tokens(), torch.tensor([1e-3, 0.4, 3.0])
+    out = model(x, sigma)
+    model.config.sedd_absorb_scale = False
+    raw = model(x, sigma).double()
+    expected = raw - torch.log(torch.expm1(sigma.double()))[:, None, None] - math.log(S - 1)
+    expected.scatter_(-1, x[..., None], 0.0)
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
+    assert (out.gather(-1, x[..., None]) == 0).all()
+    # at initialisation (zero head) the output is the exact log score of a uniform x0
+    fresh = make(time_conditioning=True, sedd_absorb_scale=True)(x, sigma)
+    uniform = (-torch.log(torch.expm1(sigma)) - math.log(S - 1))[:, None, None].expand(3, 16, S)
+    torch.testing.assert_close(fresh, uniform.scatter(-1, x[..., None], 0.0), rtol=1e-5, atol=1e-5)
+    # large sigma_bar stays finite
+    assert torch.isfinite(sedd_absorb_scale(torch.zeros(1, 2, S), x[:1, :2], torch.tensor([200.0]))).all()
+
+
+def test_gradients_finite_and_reach_every_parameter():
+    model = make(time_conditioning=True, sedd_absorb_scale=True)
+    randomize(model)
+    out = model(tokens(), torch.rand(3) + 0.01)
+    out.square().mean().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+
+
+def test_bad_inputs_raise_value_error():
+    model = make(time_conditioning=True)
+    x, sigma = tokens(), torch.rand(3)
+    with pytest.raises(ValueError, match="integer"):
+        model(x.float(), sigma)
+    with pytest.raises(ValueError, match="max_len"):
+        model(tokens(L=17), sigma)
+    with pytest.raises(ValueError, match="sigma_bar"):
+        model(x, torch.rand(4))
+    with pytest.raises(ValueError, match="sigma_bar"):
+        model(x, None)
+    with pytest.raises(ValueError, match="padding_mask"):
+        model(x, sigma, torch.zeros(3, 15, dtype=torch.bool))
+    with pytest.raises(ValueError, match="padding_mask"):
+        model(x, sigma, torch.zeros(3, 16))
+    with pytest.raises(ValueError, match="token ids"):
+        model(torch.full((1, 4), S), sigma[:1])
+    with pytest.raises(ValueError, match="shape"):
+        model(x[0], sigma)
+    with pytest.raises(ValueError):
+        TransformerConfig(num_states=S, d_model=30, n_heads=4)
+
+
+def test_rotary_is_relative():
+    """q.k after rotary depends on the positions only through their difference."""
+    cos, sin = rotary_tables(32, 8)
+    q, k = torch.randn(8), torch.randn(8)
+
+    def score(i, j):
+        rq = apply_rotary(q[None], cos[i : i + 1], sin[i : i + 1])
+        rk = apply_rotary(k[None], cos[j : j + 1], sin[j : j + 1])
+        return (rq * rk).sum()
+
+    torch.testing.assert_close(score(3, 1), score(20, 18))
+    torch.testing.assert_close(apply_rotary(q[None], cos[:1], sin[:1]), q[None])  # position 0: identity
+
+
+def test_flops_accounting():
+    model = make(d_model=64, n_layers=2, n_heads=2)
+    n = model.matmul_parameters()
+    assert n == 2 * 12 * 64 * 64 + 64 * S
+    assert model.flops_per_token(16) == 6 * n + 12 * 2 * 64 * 16
+    assert model.flops_per_token(16, training=False) == model.flops_per_token(16) / 3
+
+
+def test_ar_wrapper_exact_nll():
+    model = randomize(make(causal=True))
+    ar = ARWrapper(model, vocab_size=S - 1)
+    x = torch.randint(0, S - 1, (2, 16))
+    nll = ar.nll(x)
+    # the chain rule by hand: p(x_i | BOS, x_<i) from separate forwards on each prefix
+    manual = torch.zeros(2)
+    for i in range(16):
+        inp = torch.cat([torch.full((2, 1), S - 1), x[:, :i]], dim=1)
+        log_probs = torch.log_softmax(model(inp)[:, -1, : S - 1], dim=-1)
+        manual -= log_probs.gather(-1, x[:, i : i + 1]).squeeze(-1)
+    torch.testing.assert_close(nll, manual, rtol=1e-5, atol=1e-4)
+    # probabilities over all length-2 sequences sum to 1
+    short = ARWrapper(make(causal=True, max_len=2), vocab_size=3, bos_id=S - 1)
+    seqs = torch.cartesian_prod(torch.arange(3), torch.arange(3))
+    torch.testing.assert_close(torch.exp(-short.nll(seqs)).sum(), torch.tensor(1.0))
+    with pytest.raises(ValueError):
+        ARWrapper(make(), vocab_size=S - 1)
+
+
+def test_ar_wrapper_padding_skips_targets():
+    ar = ARWrapper(randomize(make(causal=True)), vocab_size=S - 1)
+    x = torch.randint(0, S - 1, (1, 16))
+    pad = torch.zeros(1, 16, dtype=torch.bool)
+    pad[:, 12:] = True
+    torch.testing.assert_close(ar.nll(x, pad), ar.nll(x[:, :12]), rtol=1e-5, atol=1e-5)
