@@ -49,7 +49,7 @@ class ARWrapper(nn.Module):
         inputs = torch.cat([bos, x0[:, :-1]], dim=1)  # (B, L): shifted right by one
         in_pad = None
         if padding_mask is not None:
-            in_pad = torch.cat([torch.zeros_like(padding_mask[:, :1]), padding_mask[:, :-1]], dim=1)
+            in_pad = torch.cat([torch.ones_like(padding_mask[:, :1]), padding_mask[:, :-1]], dim=1)
         return self.model(inputs, None, in_pad)[..., : self.vocab_size].float()  # (B, L, V)
 
     def log_probs(self, x0: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -57,7 +57,11 @@ class ARWrapper(nn.Module):
         return F.log_softmax(self.logits(x0, padding_mask), dim=-1)
 
     def nll(self, x0: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Exact -log p(x0) per sequence in nats, (B,); padded targets (True in padding_mask) are skipped."""
+        """Exact -log p(x0) per sequence in nats, (B,).
+
+        padding_mask (B, L) bool is True on real tokens; padded targets add nothing and padded inputs are
+        invisible to real positions.
+        """
         if x0.dim() != 2:
             raise ValueError(f"x0 must have shape (B, L), got {tuple(x0.shape)}")
         if x0.numel() and (int(x0.min()) < 0 or int(x0.max()) >= self.vocab_size):
@@ -67,7 +71,7 @@ class ARWrapper(nn.Module):
         token_nll = F.cross_entropy(logits.reshape(B * L, V), x0.reshape(-1).long(), reduction="none")
         token_nll = token_nll.view(B, L)
         if padding_mask is not None:
-            token_nll = token_nll.masked_fill(padding_mask, 0.0)
+            token_nll = token_nll.masked_fill(~padding_mask, 0.0)
         return token_nll.sum(dim=1)
 
     def forward(self, x0: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:

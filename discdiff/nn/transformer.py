@@ -223,7 +223,8 @@ class DiffusionTransformer(nn.Module):
         sigma_bar: torch.Tensor | None = None,
         padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x_t (B, L) ids in [0, S); sigma_bar (B,) total noise; padding_mask (B, L) bool, True at padding.
+        """x_t (B, L) ids in [0, S); sigma_bar (B,) total noise; padding_mask (B, L) bool, True on real
+        tokens and False on padding (the convention of Diffusion.loss and discdiff.data.Batch.mask).
 
         Returns (B, L, S_out) float32. Padding positions never influence real ones (their outputs are
         finite but meaningless). sigma_bar may be None for a time-free model without sedd_absorb_scale.
@@ -257,7 +258,7 @@ class DiffusionTransformer(nn.Module):
         if padding_mask is None:
             return None
         device = padding_mask.device
-        allowed = (~padding_mask)[:, None, None, :]  # (B, 1, 1, T): real keys
+        allowed = padding_mask[:, None, None, :]  # (B, 1, 1, T): real keys
         if self.config.causal:
             allowed = allowed & torch.ones(T, T, dtype=torch.bool, device=device).tril()
         return allowed | torch.eye(T, dtype=torch.bool, device=device)  # (B, 1, T, T)
@@ -281,7 +282,7 @@ class DiffusionTransformer(nn.Module):
                 raise ValueError(f"sigma_bar must be a float tensor, got {sigma_bar.dtype}")
         if padding_mask is not None:
             if padding_mask.dtype != torch.bool:
-                raise ValueError(f"padding_mask must be bool (True at padding), got {padding_mask.dtype}")
+                raise ValueError(f"padding_mask must be bool (True on real tokens), got {padding_mask.dtype}")
             if padding_mask.shape != x_t.shape:
                 raise ValueError(f"padding_mask shape {tuple(padding_mask.shape)} != x_t {tuple(x_t.shape)}")
         # Value checks read the data; on an accelerator that would sync the host every step, so they

@@ -70,23 +70,23 @@ def test_bidirectional_sees_the_future():
 def test_padding_does_not_influence_real_positions(causal):
     model = randomize(make(causal=causal, time_conditioning=True))
     x = tokens(B=2)
-    pad = torch.zeros(2, 16, dtype=torch.bool)
-    pad[0, 10:] = True  # right padding
-    pad[1, :4] = True  # left padding
+    real = torch.ones(2, 16, dtype=torch.bool)  # True on real tokens
+    real[0, 10:] = False  # right padding
+    real[1, :4] = False  # left padding
     sigma = torch.rand(2) + 0.1
-    out = model(x, sigma, pad)
-    x2 = torch.where(pad, (x + 3) % S, x)  # change only padded tokens
-    out2 = model(x2, sigma, pad)
+    out = model(x, sigma, real)
+    x2 = torch.where(real, x, (x + 3) % S)  # change only padded tokens
+    out2 = model(x2, sigma, real)
     assert torch.isfinite(out2).all()
-    torch.testing.assert_close(out2[~pad], out[~pad], rtol=0, atol=1e-6)
+    torch.testing.assert_close(out2[real], out[real], rtol=0, atol=1e-6)
     # the unpadded prefix of row 0 equals the same model run on the prefix alone
     torch.testing.assert_close(out[0, :10], model(x[:1, :10], sigma[:1])[0], rtol=1e-5, atol=1e-5)
 
 
 def test_fully_padded_row_is_finite():
     model = make()
-    pad = torch.ones(2, 16, dtype=torch.bool)
-    assert torch.isfinite(model(tokens(B=2), None, pad)).all()
+    no_real = torch.zeros(2, 16, dtype=torch.bool)
+    assert torch.isfinite(model(tokens(B=2), None, no_real)).all()
 
 
 def test_adaln_zero_init_is_time_independent():
@@ -213,6 +213,28 @@ def test_ar_wrapper_exact_nll():
 def test_ar_wrapper_padding_skips_targets():
     ar = ARWrapper(randomize(make(causal=True)), vocab_size=S - 1)
     x = torch.randint(0, S - 1, (1, 16))
-    pad = torch.zeros(1, 16, dtype=torch.bool)
-    pad[:, 12:] = True
-    torch.testing.assert_close(ar.nll(x, pad), ar.nll(x[:, :12]), rtol=1e-5, atol=1e-5)
+    real = torch.ones(1, 16, dtype=torch.bool)
+    real[:, 12:] = False
+    torch.testing.assert_close(ar.nll(x, real), ar.nll(x[:, :12]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "graph_name, parameterization, objective, model_kw",
+    [
+        ("absorbing", "score", "score_entropy", dict(time_conditioning=True, sedd_absorb_scale=True)),
+        ("absorbing", "denoiser", "t_dce", dict()),
+        ("absorbing", "denoiser", "k_dce", dict(output_size=S - 1)),
+        ("uniform", "score", "score_entropy", dict(time_conditioning=True, num_states=S - 1)),
+    ],
+)
+def test_plugs_into_diffusion_loss(graph_name, parameterization, objective, model_kw):
+    import discdiff as dd
+
+    graph = dd.Absorbing(S - 1) if graph_name == "absorbing" else dd.Uniform(S - 1)
+    diff = dd.Diffusion(graph, dd.LogLinear(), parameterization=parameterization)
+    model = make(**model_kw)
+    x0 = torch.randint(0, S - 1, (4, 16))
+    loss = diff.loss(model, x0, objective, generator=torch.Generator().manual_seed(0))
+    assert loss.shape == (4,) and torch.isfinite(loss).all()
+    loss.mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
