@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -13,16 +12,11 @@ import numpy as np
 
 from .bpe import ByteBPETokenizer, GPT2Tokenizer
 from .packing import TokenWriter
-from .readers import DataError, Document, Record
+from .readers import DataError, Document, Record, notice
 from .sources import apt_download, pip_download_sdist
 from .tokenizer import CONFIG_FILE, CharTokenizer, Tokenizer, load_tokenizer
 
 TOKENIZER_DIR = "tokenizer"
-
-
-def notice(message: str) -> None:
-    """Counts of anything cropped, removed or left out: always printed, never silent."""
-    print(f"[discdiff.data] {message}", file=sys.stderr, flush=True)
 
 
 @dataclass

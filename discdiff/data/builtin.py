@@ -36,7 +36,7 @@ from .readers import (
     read_idx,
     read_utf8,
 )
-from .sources import extract
+from .sources import SourceUnavailable, extract
 from .tokenizer import DNATokenizer, PixelTokenizer, ProteinTokenizer
 
 SHAKESPEARE_WORKS = 42
@@ -79,7 +79,11 @@ def python_docs(out: Path, *, archive=None, package: str = "python3.11-doc", val
     """The reStructuredText sources of the Python documentation (`html/_sources/**/*.rst.txt`); every 10th
     file in sorted path order is validation; byte-level BPE trained on the train files."""
     timer = Timer()
-    deb, source = fetch_deb(out, package, archive)
+    try:
+        deb, source = fetch_deb(out, package, archive)
+    except SourceUnavailable as e:
+        raise SourceUnavailable(f"{e}\nOther Debian releases ship another version: try package='python3.13-doc' "
+                                "(see `apt-cache search --names-only 'python3.*-doc'`).") from e
     timer.lap("download")
     files = extract(deb, out / "raw" / "extracted", ["usr/share/doc/*/html/_sources/*.rst.txt"])
     docs = [Document(read_utf8(f), str(f)) for f in files]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -136,10 +137,14 @@ def _resolve(name: str, opts: dict) -> tuple[Corpus, str]:
         return corpus, name
     path = Path(name)
     if path.exists():
-        fasta = path.is_file() and builtin.is_fasta(path) or path.is_dir() and not any(
-            builtin.is_text(p) for p in path.rglob("*") if p.is_file())
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        kinds = {kind for kind, accept in (("fasta", builtin.is_fasta), ("text", builtin.is_text))
+                 if any(accept(p) for p in files)}
+        if len(kinds) != 1:
+            raise ValueError(f"{path}: holds {'both text and FASTA' if kinds else 'no text or FASTA'} files; "
+                             "say which with prepare('text', path=...) or prepare('fasta', path=...)")
         opts["path"] = str(path)
-        return CORPORA["fasta" if fasta else "text"], "user-" + _slug(path)
+        return CORPORA[kinds.pop()], "user-" + _slug(path)
     raise ValueError(f"unknown corpus {name!r} and no such file or directory; available: {sorted(CORPORA)}")
 
 
@@ -161,7 +166,8 @@ def prepare(name: str, data_dir: str | Path = "data", *, force: bool = False, ve
     unknown = set(options) - set(corpus.options)
     if unknown:
         raise ValueError(f"{corpus.name} takes options {sorted(corpus.options)}; unknown: {sorted(unknown)}")
-    options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+    # The effective options (defaults filled in) decide whether a cached preparation can be reused.
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in {**corpus.options, **options}.items()}
     out = Path(data_dir) / dirname
     try:
         cached = Manifest.load(out)
@@ -173,11 +179,21 @@ def prepare(name: str, data_dir: str | Path = "data", *, force: bool = False, ve
     except (FileNotFoundError, ValueError, KeyError):
         pass
     (out / MANIFEST).unlink(missing_ok=True)
+    _remove_outputs(out)
     started = time.perf_counter()
     if verbose:
         notice(f"{corpus.name}: preparing in {out} from {corpus.source} ...")
     built = corpus.build(out, **options)
     return _write_manifest(out, corpus, options, built, time.perf_counter() - started, verbose)
+
+
+def _remove_outputs(out: Path) -> None:
+    """Clear the packed files and tokenizer of an earlier preparation (raw/ is kept as a download cache)."""
+    if out.is_dir():
+        for path in out.iterdir():
+            if path.is_file() and path.suffix in (".bin", ".idx", ".json", ".labels"):
+                path.unlink()
+        shutil.rmtree(out / TOKENIZER_DIR, ignore_errors=True)
 
 
 def _write_manifest(out: Path, corpus: Corpus, options: dict, built: Built, seconds: float,

@@ -95,20 +95,24 @@ class WindowDataset:
 
 class RecordDataset:
     """One record per example: EOS appended (when the tokenizer has one), padded with PAD to `context`.
+    With `add_bos=True` (an autoregressive baseline's start token) BOS is prepended as well.
 
     A record (with its EOS) longer than `context` is cropped to a window of `context` tokens: a random
     window per (epoch, record) when the loader shuffles, its start otherwise. The count is printed once
     as a TruncationWarning; pass `long_records="error"` to refuse such records instead."""
 
     def __init__(self, source, context: int, *, eos_id: int | None = None, pad_id: int | None = None,
-                 long_records: str = "crop"):
+                 bos_id: int | None = None, add_bos: bool = False, long_records: str = "crop"):
         self.data = _as_token_file(source)
         if context < 1:
             raise ValueError(f"context must be positive, got {context}")
         if long_records not in ("crop", "error"):
             raise ValueError(f"long_records must be 'crop' or 'error', got {long_records!r}")
+        if add_bos and bos_id is None:
+            raise ValueError("add_bos=True needs a bos_id")
         self.context, self.eos_id, self.pad_id = context, eos_id, pad_id
-        self.lengths = self.data.lengths + (eos_id is not None)
+        self.bos_id = bos_id if add_bos else None
+        self.lengths = self.data.lengths + (eos_id is not None) + (self.bos_id is not None)
         long = np.flatnonzero(self.lengths > context)
         if long.size and long_records == "error":
             raise ValueError(f"{self.data.header_path}: {long.size} records are longer than context {context} "
@@ -133,6 +137,8 @@ class RecordDataset:
             starts[:] = 0
         for row, (i, start) in enumerate(zip(indices.tolist(), starts.tolist(), strict=True)):
             record = self.data.record(i)
+            if self.bos_id is not None:
+                record = np.insert(record, 0, self.bos_id)
             if self.eos_id is not None:
                 record = np.append(record, self.eos_id)
             window = record[start:start + L]
@@ -151,8 +157,8 @@ def open_dataset(header: str | Path, context: int, **kwargs) -> WindowDataset | 
     from .tokenizer import load_tokenizer
 
     tok = load_tokenizer(data.tokenizer_dir)
-    kwargs.setdefault("eos_id", tok.eos_id)
-    kwargs.setdefault("pad_id", tok.pad_id)
+    for name in ("eos_id", "pad_id", "bos_id"):
+        kwargs.setdefault(name, getattr(tok, name))
     return RecordDataset(data, context, **kwargs)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,14 +161,24 @@ def read_idx(path: str | Path) -> np.ndarray:
     return body.reshape(dims)
 
 
+def notice(message: str) -> None:
+    """Counts of anything cropped, removed or left out: always printed, never silent."""
+    print(f"[discdiff.data] {message}", file=sys.stderr, flush=True)
+
+
 def collect_files(path: str | Path, accept) -> list[Path]:
-    """`path` itself, or every accepted file under the directory `path`, in sorted order."""
+    """`path` itself, or every accepted file under the directory `path`, in sorted order. Other files
+    (hidden ones aside) are left out with a printed count."""
     path = Path(path)
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise MissingFileError(f"{path}: no such file or directory")
-    files = sorted(p for p in path.rglob("*") if p.is_file() and accept(p))
+    found = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    files = sorted(p for p in found if accept(p))
+    if len(files) < len(found):
+        others = sorted({p.suffix or p.name for p in found if not accept(p)})
+        notice(f"{path}: left out {len(found) - len(files)} files of other kinds ({', '.join(others[:8])})")
     if not files:
         raise DataError(f"{path}: no files of a known kind ({', '.join(TEXT_SUFFIXES + FASTA_SUFFIXES)}, "
                         "optionally .gz)")

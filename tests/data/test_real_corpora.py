@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from discdiff.data import Manifest, TokenLoader, TruncationWarning
+from discdiff.data import Manifest, TokenLoader, TruncationWarning, available_corpora
 
 DATA_DIR = Path(os.environ.get("DISCDIFF_DATA_DIR", "data"))
 
@@ -26,7 +26,7 @@ def prepared(name: str) -> Manifest:
     if not path.is_file():
         pytest.skip(f"{name} is not prepared under {DATA_DIR}/ (run `discdiff prepare {name}`)")
     m = Manifest.load(path)
-    if m.data["options"]:
+    if m.data["options"] != available_corpora()[name].options:
         pytest.skip(f"{name} was prepared with non-default options {m.data['options']}")
     return m
 
