@@ -76,3 +76,18 @@ class ARWrapper(nn.Module):
 
     def forward(self, x0: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.nll(x0, padding_mask)
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, length: int, generator: torch.Generator | None = None,
+               temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+               device=None) -> torch.Tensor:
+        """(num_samples, length) ids, drawn left to right in float64 (no KV cache: L forwards)."""
+        from discdiff.sampling.categorical import sample_from_logits
+
+        if device is None:
+            device = next(self.model.parameters()).device
+        out = torch.full((num_samples, length + 1), self.bos_id, dtype=torch.long, device=device)
+        for i in range(length):
+            logits = self.model(out[:, : i + 1], None)[:, -1, : self.vocab_size]  # (B, V)
+            out[:, i + 1] = sample_from_logits(logits, generator, temperature, top_k, top_p)
+        return out[:, 1:]

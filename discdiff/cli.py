@@ -1,0 +1,239 @@
+"""`discdiff <command>`: train | sample | eval (prepare, serve, bench plug in the same way).
+
+    discdiff train --config configs/shakespeare-char-masked.yaml --set model.n_layers=4 --out runs/sc
+    torchrun --nproc_per_node=2 -m discdiff train --config ... --set parallel=fsdp
+    discdiff train --out runs/sc --resume                  # continue exactly where a killed run stopped
+    discdiff sample --model runs/sc/pretrained --num-samples 4 --length 256
+    discdiff eval --model runs/sc/pretrained --data data/shakespeare
+
+Adding a command: put a Command (or a "module:attribute" string naming one, imported only when that
+command runs or its --help is asked for) in COMMANDS, or call register(name, command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["COMMANDS", "Command", "main", "register"]
+
+
+@dataclass
+class Command:
+    help: str  # one line, shown in `discdiff --help`
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int | None]
+    description: str = ""  # shown in `discdiff <command> --help`
+
+
+# ------------------------------------------------------------------ train
+
+
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="YAML preset (see configs/); omitted: the defaults, or with "
+                   "--resume the config stored in the latest checkpoint")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value by its dotted key, e.g. --set model.n_layers=4 "
+                   "--set optim.lr=1e-3 (repeatable; values are YAML; an unknown key names the closest one)")
+    p.add_argument("--out", help="output directory for checkpoints, metrics.jsonl and pretrained/ "
+                   "(same as --set out_dir=...)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest exactly "
+                   "(weights, EMA, optimizer, data position, RNG); starts fresh, saying so, if there is none")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    p.add_argument("--list-keys", action="store_true", help="print every valid config key and exit")
+
+
+def _train(args) -> int:
+    from discdiff.training import Trainer, config_to_dict, load_config, valid_keys
+    from discdiff.training.checkpoint import latest_checkpoint
+
+    if args.list_keys:
+        print("\n".join(valid_keys()))
+        return 0
+    overrides = list(args.overrides) + ([f"out_dir={args.out}"] if args.out else [])
+    cfg = load_config(args.config, overrides)
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        return 0
+    if args.resume and args.config is None and latest_checkpoint(cfg.out_dir) is not None:
+        from discdiff.training import apply_overrides
+
+        saved = json.loads((latest_checkpoint(cfg.out_dir) / "state.json").read_text())["config"]
+        trainer = Trainer.from_checkpoint_config(cfg.out_dir, apply_overrides(saved, overrides))
+    else:
+        trainer = Trainer(cfg, resume=args.resume)
+    try:
+        trainer.fit()
+    finally:
+        trainer.dist.shutdown()
+    return 0
+
+
+# ------------------------------------------------------------------ sample
+
+
+def _sample_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, type=Path,
+                   help="a save_pretrained directory, or a run directory holding pretrained/")
+    p.add_argument("--num-samples", type=int, default=4, help="how many sequences to draw")
+    p.add_argument("--length", type=int, default=None, help="tokens per sequence (default: the training context)")
+    p.add_argument("--sampler", default="ancestral", help="euler, tau_leaping, tweedie, ancestral, "
+                   "first_hitting or confidence (diffusion models; the AR baseline samples left to right)")
+    p.add_argument("--steps", type=int, default=128, help="sampling steps (first_hitting ignores it)")
+    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of clean-token draws")
+    p.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens per draw")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass per draw")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--out", type=Path, default=None,
+                   help="write samples as JSON lines here (default: print them)")
+
+
+def _pretrained_dir(path: Path) -> Path:
+    return path / "pretrained" if (path / "pretrained" / "config.json").is_file() else path
+
+
+def _sample(args) -> int:
+    import torch
+
+    from discdiff.nn import ARWrapper
+    from discdiff.training import from_pretrained
+
+    pre = from_pretrained(_pretrained_dir(args.model), device=args.device)
+    length = args.length or pre.config["context"]
+    gen = torch.Generator(args.device).manual_seed(args.seed)
+    if pre.is_ar:
+        ids = ARWrapper(pre.model, pre.vocab_size).sample(args.num_samples, length, gen, args.temperature,
+                                                          args.top_k, args.top_p)
+    else:
+        out = pre.diffusion.sample(pre.model, args.num_samples, length, args.sampler, steps=args.steps,
+                                   generator=gen, device=args.device, temperature=args.temperature,
+                                   top_k=args.top_k, top_p=args.top_p)
+        ids = out.samples
+    rows = []
+    for row in ids.tolist():
+        rows.append({"ids": row, "text": pre.tokenizer.decode(row) if pre.tokenizer is not None else None})
+    if args.out:
+        args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        for i, r in enumerate(rows):
+            print(f"--- sample {i}\n{r['text'] if r['text'] is not None else r['ids']}")
+    return 0
+
+
+# ------------------------------------------------------------------ eval
+
+
+def _eval_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, type=Path,
+                   help="a save_pretrained directory, or a run directory holding pretrained/")
+    p.add_argument("--data", required=True, help="a prepared corpus directory (its --split is used), a "
+                   "token-file header .json, a .npy / .bin of ids, or 'synthetic'")
+    p.add_argument("--split", default="validation", help="split of a corpus directory")
+    p.add_argument("--context", type=int, default=None, help="sequence length (default: the training context)")
+    p.add_argument("--batch-size", type=int, default=16, help="sequences per forward")
+    p.add_argument("--max-batches", type=int, default=None, help="stop after this many batches (default: all)")
+    p.add_argument("--draws", type=int, default=8, help="Monte Carlo draws of t per sequence for a "
+                   "diffusion bound (its standard error is reported); ignored for the exact AR NLL")
+    p.add_argument("--objective", default=None, help="bound to evaluate (default: the training objective)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the t / noise draws")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+
+
+def _eval(args) -> int:
+    import torch
+
+    from discdiff.data import TokenLoader
+    from discdiff.nn import ARWrapper
+    from discdiff.training import DataConfig, from_pretrained
+    from discdiff.training.data import open_split
+
+    pre = from_pretrained(_pretrained_dir(args.model), device=args.device)
+    context = args.context or pre.config["context"]
+    data_cfg = DataConfig(train=args.data, context=context, vocab_size=pre.vocab_size)
+    dataset, vocab, _ = open_split(args.data, data_cfg, args.split)
+    if vocab != pre.vocab_size:
+        raise ValueError(f"data vocab_size {vocab} != model vocab_size {pre.vocab_size}")
+    objective = args.objective or pre.config["diffusion"]["objective"]
+    loader = TokenLoader(dataset, args.batch_size, shuffle=False, epochs=1)
+    gen = torch.Generator(args.device).manual_seed(args.seed)
+    total, var, tokens, seqs = 0.0, 0.0, 0, 0
+    for i, batch in enumerate(loader):
+        if args.max_batches is not None and i >= args.max_batches:
+            break
+        x0, mask = batch.tokens.to(args.device), batch.mask.to(args.device)
+        with torch.no_grad():
+            if pre.is_ar:
+                nll, err = ARWrapper(pre.model, vocab).nll(x0, mask).double(), torch.zeros(len(x0))
+            else:
+                est = pre.diffusion.nll(pre.model, x0, objective, num_draws=args.draws, generator=gen,
+                                        padding_mask=mask)
+                nll, err = est.mean, est.stderr
+        total, var = total + float(nll.sum()), var + float((err.double() ** 2).sum())
+        tokens, seqs = tokens + int(mask.sum()), seqs + len(x0)
+    if tokens == 0:
+        raise ValueError("no data to evaluate")
+    nats = total / tokens
+    result = {"nll_nats_per_token": nats, "bits_per_token": nats / math.log(2),
+              "stderr_nats_per_token": math.sqrt(var) / tokens, "exact": pre.is_ar,
+              "tokens": tokens, "sequences": seqs}
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+# ------------------------------------------------------------------ registry and entry point
+
+COMMANDS: dict[str, Command | str] = {
+    "train": Command("train a diffusion model or the AR baseline (single process, or under torchrun)",
+                     _train_arguments, _train, __doc__),
+    "sample": Command("draw samples from a trained model", _sample_arguments, _sample),
+    "eval": Command("likelihood (an upper bound for diffusion, exact for AR) in bits per token",
+                    _eval_arguments, _eval),
+}
+
+
+def register(name: str, command: Command | str) -> None:
+    """Add a subcommand: a Command, or 'package.module:attribute' naming one (imported lazily)."""
+    COMMANDS[name] = command
+
+
+def _resolve(entry: Command | str) -> Command:
+    if isinstance(entry, Command):
+        return entry
+    module, _, attr = entry.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def build_parser(resolve: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="discdiff", description="Discrete diffusion models: "
+                                     "SEDD, RADD, MDLM/MD4, LLaDA in one library.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, entry in COMMANDS.items():
+        # lazily registered commands are imported only when they are the one being run
+        cmd = _resolve(entry) if isinstance(entry, Command) or name == resolve else None
+        p = sub.add_parser(name, help=cmd.help if cmd else f"see `discdiff {name} --help`",
+                           description=cmd.description if cmd else None,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        if cmd:
+            cmd.add_arguments(p)
+            p.set_defaults(_run=cmd.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    name = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(resolve=name).parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"discdiff {args.command}: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,316 @@
+"""The training loop: AdamW, warm-up + cosine, clipping, EMA, accumulation, NaN guard, exact resume.
+
+    from discdiff.training import Trainer, load_config
+    Trainer(load_config("configs/shakespeare-char-masked.yaml", ["steps=200"])).fit()
+
+Randomness plan (what makes --resume bit-exact and a run independent of how it is split over ranks):
+every draw of optimizer step s comes from a generator seeded by seed_for(seed, s, stream, index):
+
+    stream TIMES   one stratified draw of t over the *global* batch, identical on every rank; each
+                   micro-batch takes its rows' slice
+    stream NOISE   the per-position noise of global micro-batch c (c counts over ranks and accumulation)
+    stream GLOBAL  torch's global RNG (dropout), per rank
+
+and the data order comes from discdiff.data.TokenLoader, whose position is saved. So resuming needs
+only the step and the loader state; the checkpoint still restores every rank's global RNG states for
+user code that draws from them. Each rank reads the whole global batch (cheap: memory-mapped windows)
+and keeps its contiguous rows; with a fixed micro_batch_size, N processes reproduce one process
+accumulating N micro-batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from discdiff.data import TokenLoader
+
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state, write_atomic
+from .config import TrainConfig, config_from_dict, config_to_dict
+from .data import open_data
+from .distributed import init_distributed, seed_for
+from .ema import EMA
+from .recipe import build_diffusion, build_model, draw_times, make_objective, save_pretrained
+
+__all__ = ["Trainer", "TrainingDiverged", "lr_at"]
+
+INIT, DATA, TIMES, NOISE, GLOBAL, EVAL = range(6)  # random streams
+# Changing these breaks exact resumption; the others (steps, logging, ...) may change between runs.
+RESUME_KEYS = ("model", "diffusion", "data", "optim", "batch_size", "micro_batch_size", "seed")
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised after max_bad_steps consecutive non-finite steps; the last checkpoint is untouched."""
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to optim.lr over warmup_steps, then cosine decay to min_lr_ratio * lr at cfg.steps."""
+    o = cfg.optim
+    if step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    progress = min(1.0, (step - o.warmup_steps) / max(1, cfg.steps - o.warmup_steps))
+    return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, resume: bool = False):
+        self.cfg = cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.dist = dist = init_distributed(cfg.device, cfg.parallel)
+        self.out = Path(cfg.out_dir)
+        self.data = open_data(cfg.data)
+        vocab = self.data.vocab_size
+        self.micro, self.accum = self._batch_split()
+        self.diffusion = build_diffusion(cfg.diffusion, vocab)
+        self.objective = make_objective(cfg.diffusion, self.diffusion, vocab)
+        torch.manual_seed(seed_for(cfg.seed, INIT))  # same initial weights on every rank
+        self.model = build_model(cfg.model, cfg.diffusion, vocab, cfg.data.context)
+        ckpt_path = latest_checkpoint(self.out) if resume else None
+        ckpt = load_checkpoint(ckpt_path, dist.rank) if ckpt_path else None
+        if ckpt is not None:
+            self._check_resumable(ckpt["state"])
+            self.model.load_state_dict(ckpt["model"])  # before wrapping: DDP / FSDP start from it
+        self.model.to(dist.device)
+        self.wrapped = dist.wrap(self.model)
+        self.forward_model = torch.compile(self.wrapped) if cfg.compile else self.wrapped
+        o = cfg.optim
+        fused = dist.strategy != "fsdp"  # one kernel per step on CPU and GPU; FSDP2's DTensors use foreach
+        self.opt = torch.optim.AdamW(self.wrapped.parameters(), lr=o.lr, betas=o.betas, eps=o.eps,
+                                     weight_decay=o.weight_decay, fused=fused)
+        self.ema = EMA(self.model, o.ema_decay) if o.ema_decay > 0 else None
+        self.loader = TokenLoader(self.data.train, cfg.batch_size, seed=seed_for(cfg.seed, DATA))
+        self.step, self.bad_steps, self.tokens_seen = 0, 0, 0
+        bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and dist.device.type == "cuda")
+        if cfg.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {cfg.precision!r}")
+        self.autocast = lambda: torch.autocast(dist.device.type, torch.bfloat16, enabled=bf16)
+        if ckpt is not None:
+            self._restore(ckpt)
+        self.log(f"resumed from {ckpt_path} at step {self.step}" if ckpt else "starting from scratch")
+
+    # ------------------------------------------------------------------ setup helpers
+
+    def _batch_split(self) -> tuple[int, int]:
+        cfg, world = self.cfg, self.dist.world_size
+        micro = cfg.micro_batch_size or cfg.batch_size // world
+        if micro < 1 or cfg.batch_size % (micro * world):
+            raise ValueError(f"batch_size={cfg.batch_size} must be a multiple of micro_batch_size={micro} "
+                             f"x world_size={world}")
+        return micro, cfg.batch_size // (micro * world)
+
+    def _check_resumable(self, saved: dict) -> None:
+        now = config_to_dict(self.cfg)
+        for key in RESUME_KEYS:
+            if saved["config"][key] != json.loads(json.dumps(now[key])):
+                raise ValueError(f"cannot resume exactly: config {key!r} differs from the checkpoint's "
+                                 f"({saved['config'][key]!r} vs {now[key]!r})")
+
+    def _restore(self, ckpt: dict) -> None:
+        state = ckpt["state"]
+        self.dist.load_full_optimizer_state(self.model, self.opt, ckpt["optimizer"])
+        if self.ema is not None:
+            self.ema.load_full_state(ckpt["ema"])
+        self.loader.load_state_dict(state["data"])
+        self.step, self.bad_steps, self.tokens_seen = state["step"], state["bad_steps"], state["tokens_seen"]
+        if ckpt["rng"] is not None:
+            set_rng_state(ckpt["rng"])
+        if self.dist.is_main:  # forget metrics logged after the checkpoint by the run that died
+            self._trim_metrics(self.step)
+
+    # ------------------------------------------------------------------ one optimizer step
+
+    def train_step(self, batch) -> dict:
+        cfg, dist, step = self.cfg, self.dist, self.step
+        torch.manual_seed(seed_for(cfg.seed, step, GLOBAL, dist.rank))  # dropout masks
+        n_real = int(batch.mask.sum())  # real tokens in the global batch: the loss is nats per token
+        times = draw_times(cfg.diffusion, self.diffusion, cfg.batch_size,
+                           torch.Generator().manual_seed(seed_for(cfg.seed, step, TIMES)))
+        total = torch.zeros((), dtype=torch.float64, device=dist.device)
+        self.model.train()
+        for j in range(self.accum):
+            chunk = dist.rank * self.accum + j  # global micro-batch index
+            rows = slice(chunk * self.micro, (chunk + 1) * self.micro)
+            x0 = batch.tokens[rows].to(dist.device, non_blocking=True)
+            mask = batch.mask[rows].to(dist.device, non_blocking=True)
+            gen = torch.Generator(dist.device).manual_seed(seed_for(cfg.seed, step, NOISE, chunk))
+            with dist.no_sync(self.wrapped, skip=j < self.accum - 1), self.autocast():
+                loss = self.objective(self.forward_model, x0, mask, times[rows].to(dist.device), gen)
+                # gradient of (global sum / global tokens); DDP and FSDP average over ranks, so undo that
+                (loss.float().sum() * (dist.world_size / n_real)).backward()
+            total += loss.detach().double().sum()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.wrapped.parameters(), cfg.optim.grad_clip or math.inf)
+        grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+        loss_per_token = float(dist.all_reduce_sum(total)) / n_real
+        skipped = not math.isfinite(grad_norm)
+        if skipped:
+            self._bad_step(loss_per_token, grad_norm)
+        else:
+            self.bad_steps = 0
+            for group in self.opt.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            self.opt.step()
+            if self.ema is not None:
+                self.ema.update(step)
+        self.opt.zero_grad(set_to_none=True)
+        self.step += 1
+        self.tokens_seen += n_real
+        return {"loss": loss_per_token, "grad_norm": grad_norm, "lr": lr_at(step, cfg), "skipped": skipped,
+                "tokens": n_real}
+
+    def _bad_step(self, loss: float, grad_norm: float) -> None:
+        self.bad_steps += 1
+        msg = (f"step {self.step}: non-finite gradients (loss {loss}, grad norm {grad_norm}); update skipped "
+               f"({self.bad_steps}/{self.cfg.max_bad_steps} in a row)")
+        self.log(msg)
+        self._write_metrics({"step": self.step, "event": "skipped_nonfinite", "loss": str(loss)})
+        if self.bad_steps >= self.cfg.max_bad_steps:
+            raise TrainingDiverged(
+                f"training stopped: {self.bad_steps} consecutive steps had non-finite gradients (last at step "
+                f"{self.step}). No update from them was applied; the last good checkpoint is "
+                f"{latest_checkpoint(self.out)}. Try a lower optim.lr, optim.grad_clip, or precision=fp32.")
+
+    # ------------------------------------------------------------------ evaluation
+
+    @torch.no_grad()
+    def evaluate(self) -> float | None:
+        """Validation loss in nats per token (EMA weights when enabled).
+
+        The first eval_batches micro-batches of the validation data, in order (rounded down to a multiple
+        of the world size so every rank runs the same number of forwards); micro-batch c covers examples
+        [c * micro, (c + 1) * micro) and draws from seed_for(seed, EVAL, c), so the value does not depend
+        on the number of processes.
+        """
+        cfg, dist = self.cfg, self.dist
+        if self.data.valid is None:
+            return None
+        n = min(cfg.eval_batches, len(self.data.valid) // self.micro)
+        n -= n % dist.world_size
+        if n == 0:
+            return None
+        sums = torch.zeros(2, dtype=torch.float64, device=dist.device)
+        self.model.eval()
+        with self.ema.swapped_in() if self.ema else contextlib.nullcontext():
+            for c in range(dist.rank, n, dist.world_size):
+                batch = self.data.valid.get(np.arange(c * self.micro, (c + 1) * self.micro), 0, randomize=False)
+                times = draw_times(cfg.diffusion, self.diffusion, self.micro,
+                                   torch.Generator().manual_seed(seed_for(cfg.seed, EVAL, c)))
+                gen = torch.Generator(dist.device).manual_seed(seed_for(cfg.seed, EVAL, c, 1))
+                x0, mask = batch.tokens.to(dist.device), batch.mask.to(dist.device)
+                with self.autocast():
+                    loss = self.objective(self.model, x0, mask, times.to(dist.device), gen)
+                sums += torch.stack([loss.double().sum(), mask.sum().double()])
+        dist.all_reduce_sum(sums)
+        return float(sums[0] / sums[1])
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self) -> dict:
+        cfg = self.cfg
+        batches = iter(self.loader)
+        bar = _progress(cfg, self.step, self.dist.is_main)
+        window, t0, last = [], time.perf_counter(), {}
+        while self.step < cfg.steps:
+            metrics = self.train_step(next(batches))
+            window.append(metrics)
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                last = self._log_window(window, time.perf_counter() - t0, bar)
+                window, t0 = [], time.perf_counter()
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
+                self._log_eval(bar)
+            if cfg.save_every and self.step % cfg.save_every == 0 and self.step < cfg.steps:
+                self.save()
+        bar.close()
+        val = self._log_eval(bar)
+        self.save()
+        self.save_pretrained(self.out / "pretrained")
+        return {**last, "val_loss": val, "step": self.step}
+
+    def _log_window(self, window: list[dict], seconds: float, bar) -> dict:
+        good = [m for m in window if not m["skipped"]] or window
+        row = {
+            "step": self.step,
+            "loss": sum(m["loss"] for m in good) / len(good),
+            "lr": window[-1]["lr"],
+            "grad_norm": window[-1]["grad_norm"],
+            "tokens_per_s": sum(m["tokens"] for m in window) / max(seconds, 1e-9),
+            "tokens": self.tokens_seen,
+            "skipped": sum(m["skipped"] for m in window),
+        }
+        bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.0f}", refresh=False)
+        self._write_metrics(row)
+        return row
+
+    def _log_eval(self, bar) -> float | None:
+        val = self.evaluate()
+        if val is not None:
+            self._write_metrics({"step": self.step, "val_loss": val, "val_bits_per_token": val / math.log(2)})
+            self.log(f"step {self.step}: validation {val:.4f} nats/token ({val / math.log(2):.4f} bits)")
+        return val
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self) -> Path | None:
+        """A resumable checkpoint (collective: call it on every rank)."""
+        state = {"step": self.step, "bad_steps": self.bad_steps, "tokens_seen": self.tokens_seen,
+                 "data": self.loader.state_dict(), "config": config_to_dict(self.cfg),
+                 "world_size": self.dist.world_size, "vocab_size": self.data.vocab_size}
+        return save_checkpoint(
+            self.out, self.step, self.dist,
+            model_state=self.dist.full_model_state(self.model),
+            ema_state=self.ema.full_state() if self.ema else None,
+            optim_state=self.dist.full_optimizer_state(self.model, self.opt),
+            state=state, keep=self.cfg.keep_checkpoints,
+        )
+
+    def save_pretrained(self, directory) -> None:
+        """config.json + model.safetensors (EMA weights when enabled) + tokenizer (collective)."""
+        weights = self.dist.full_model_state(self.model)
+        if self.ema is not None:
+            weights = {**weights, **self.ema.full_state()}
+        if self.dist.is_main:
+            save_pretrained(directory, self.model, model_cfg=self.cfg.model, diffusion_cfg=self.cfg.diffusion,
+                            vocab_size=self.data.vocab_size, context=self.cfg.data.context, weights=weights,
+                            tokenizer_dir=self.data.tokenizer_dir)
+        self.dist.barrier()
+
+    def _write_metrics(self, row: dict) -> None:
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    def _trim_metrics(self, step: int) -> None:
+        path = self.out / "metrics.jsonl"
+        if path.is_file():
+            keep = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+            write_atomic(path, "".join(line + "\n" for line in keep))
+
+    def log(self, msg: str) -> None:
+        if self.dist.is_main:
+            from tqdm import tqdm
+
+            tqdm.write(f"[discdiff] {msg}")
+
+    @classmethod
+    def from_checkpoint_config(cls, out_dir, overrides: dict | None = None) -> Trainer:
+        """Resume a run from the config stored in its latest checkpoint."""
+        path = latest_checkpoint(out_dir)
+        if path is None:
+            raise FileNotFoundError(f"{out_dir}: no checkpoint to resume from")
+        saved = json.loads((path / "state.json").read_text())["config"]
+        return cls(config_from_dict({**saved, **(overrides or {})}), resume=True)
+
+
+def _progress(cfg: TrainConfig, start: int, is_main: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and is_main), unit="step",
+                dynamic_ncols=True, desc="train")
