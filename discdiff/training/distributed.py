@@ -84,6 +84,14 @@ class Dist:
             fully_shard(model)
         return model
 
+    def reshard(self, model: nn.Module) -> None:
+        """FSDP2 keeps the root's all-gathered parameters after a forward and reuses them in the next one;
+        call this around any in-place change of the sharded parameters (the EMA swap) so none is stale."""
+        if self.strategy == "fsdp":
+            for module in model.modules():
+                if hasattr(module, "reshard"):
+                    module.reshard()
+
     def no_sync(self, wrapped: nn.Module, skip: bool):
         """Within gradient accumulation: skip the gradient reduction of all but the last micro-batch."""
         if not skip or self.strategy == "none":
