@@ -1,0 +1,100 @@
+import argparse
+import json
+import re
+
+import pytest
+import torch
+
+import discdiff as dd
+from discdiff import cli
+
+TINY = ["data.vocab_size=12", "data.context=16", "data.synthetic_tokens=5000", "model.d_model=32",
+        "model.n_layers=1", "model.n_heads=2", "model.cond_dim=16", "progress=false", "threads=1",
+        "eval_every=0", "batch_size=4", "optim.warmup_steps=1", "eval_batches=1"]
+
+
+def sets(*items):
+    return [a for item in [*TINY, *items] for a in ("--set", item)]
+
+
+@pytest.fixture(autouse=True)
+def _keep_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_top_level_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("train", "sample", "eval"):
+        assert name in out
+
+
+@pytest.mark.parametrize("name", ["train", "sample", "eval"])
+def test_every_flag_has_help(name, capsys):
+    parser = argparse.ArgumentParser()
+    command = cli._resolve(cli.COMMANDS[name])
+    command.add_arguments(parser)
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help and len(action.help) > 10, f"{name} {action.option_strings} lacks help"
+    with pytest.raises(SystemExit):
+        cli.main([name, "--help"])
+    assert "--" in capsys.readouterr().out
+
+
+def test_unknown_key_is_a_clear_error(capsys):
+    assert cli.main(["train", "--set", "model.n_layer=2"]) == 2
+    assert "did you mean 'model.n_layers'" in capsys.readouterr().err
+
+
+def test_lazy_registration(monkeypatch, capsys):
+    monkeypatch.setitem(cli.COMMANDS, "hello", "tests.test_cli:HELLO")
+    assert cli.main(["hello", "--name", "x"]) == 0
+    assert capsys.readouterr().out == "hello x\n"
+
+
+HELLO = cli.Command("say hello", lambda p: p.add_argument("--name", help="who to greet here"),
+                    lambda a: print(f"hello {a.name}"))
+
+
+def test_train_resume_sample_eval(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", *sets("steps=3", "save_every=2"), "--out", str(run)]) == 0
+    # continue the finished run for two more steps from its stored config
+    assert cli.main(["train", "--resume", "--out", str(run), "--set", "steps=5"]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    assert json.loads((run / "checkpoints" / "step_00000005" / "state.json").read_text())["step"] == 5
+
+    assert cli.main(["eval", "--model", str(run), "--data", "synthetic", "--max-batches", "2", "--draws", "2",
+                     "--batch-size", "4"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["tokens"] == 2 * 4 * 16 and not result["exact"]
+    assert 0 < result["bits_per_token"] < 10 and result["stderr_nats_per_token"] > 0
+
+
+def test_ar_train_sample_eval(tmp_path, capsys):
+    run = tmp_path / "ar"
+    assert cli.main(["train", *sets("steps=2", "diffusion.kind=ar"), "--out", str(run)]) == 0
+    out_file = tmp_path / "samples.jsonl"
+    args = ["--model", str(run), "--num-samples", "3", "--length", "10", "--out", str(out_file)]
+    assert cli.main(["sample", *args]) == 0
+    rows = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert len(rows) == 3 and all(len(r["ids"]) == 10 and 0 <= min(r["ids"]) <= max(r["ids"]) < 12 for r in rows)
+    assert cli.main(["sample", *args]) == 0  # same seed, same samples
+    assert [json.loads(line) for line in out_file.read_text().splitlines()] == rows
+    capsys.readouterr()
+    assert cli.main(["eval", "--model", str(run), "--data", "synthetic", "--max-batches", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["exact"] is True
+
+
+@pytest.mark.skipif(not hasattr(dd.Diffusion, "sample"), reason="Diffusion.sample has not landed yet")
+def test_diffusion_sample(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", *sets("steps=2"), "--out", str(run)]) == 0
+    assert cli.main(["sample", "--model", str(run), "--num-samples", "2", "--length", "8", "--steps", "4"]) == 0
+    out = capsys.readouterr().out
+    assert len(re.findall(r"--- sample", out)) == 2
