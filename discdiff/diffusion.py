@@ -160,6 +160,26 @@ class Diffusion:
             )
         return NLLEstimate(draws.mean(0), draws.std(0) / math.sqrt(num_draws))
 
+    def sample(self, model: Model, num_samples: int, length: int, sampler: str = "ancestral", *,
+               steps: int = 128, generator: torch.Generator | None = None, condition=None,
+               guidance: float = 0.0, device=None, **options):
+        """Draw ``num_samples`` sequences of ``length`` tokens from the reverse process.
+
+        Args:
+            sampler: "euler", "tau_leaping", "tweedie", "ancestral", "first_hitting" or "confidence".
+            steps: number of steps (first_hitting ignores it; confidence splits it over blocks).
+            condition: ``discdiff.sampling.Condition(tokens, known)``, positions pinned to known tokens.
+            guidance: classifier-free guidance weight w (needs a condition and an absorbing graph).
+            options: temperature, top_k, top_p, t_end, denoise, cache, categorical, return_trajectory and
+                sampler-specific ones (confidence: block_length, threshold, remasking, greedy).
+
+        Returns ``SampleOutput(samples [B, L], nfe, nfe_per_row [B], trajectory)``.
+        """
+        from .sampling import sample
+
+        return sample(self, model, num_samples, length, sampler, generator=generator, condition=condition,
+                      guidance=guidance, device=device, steps=steps, **options)
+
     # --- helpers ------------------------------------------------------------------------------------
     @staticmethod
     def _valid(padding_mask: Tensor | None, x0: Tensor) -> Tensor:

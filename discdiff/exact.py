@@ -82,9 +82,15 @@ class ToyDistribution:
         return self.probs[_index(x, self.vocab_size)]
 
     # --- noisy marginals ----------------------------------------------------------------------------
+    @staticmethod
+    def _transitions(graph: Graph, sigma_bar: Tensor) -> Tensor:
+        """exp(sigma_bar Q) [B, S, S] in float64, computed once per distinct noise level."""
+        levels, inverse = torch.unique(torch.as_tensor(sigma_bar, dtype=torch.float64), return_inverse=True)
+        return graph.transition_matrix(levels)[inverse]
+
     def _weights(self, graph: Graph, x_t: Tensor, sigma_bar: Tensor, skip: int | None = None) -> Tensor:
         """[B, N] p(x0) prod_{j != skip} T[x_t^j, x0^j] for each clean sequence x0 (index N)."""
-        trans = graph.transition_matrix(torch.as_tensor(sigma_bar, dtype=torch.float64))  # [B, S, S]
+        trans = self._transitions(graph, sigma_bar)  # [B, S, S]
         rows = torch.take_along_dim(trans, x_t[..., None], dim=1)  # [B, L, S]: T[x_t^j, :]
         factors = torch.stack([rows[:, j, self.sequences[:, j]] for j in range(self.length)], 1)  # [B, L, N]
         if skip is not None:
@@ -97,7 +103,7 @@ class ToyDistribution:
 
     def concrete_score(self, graph: Graph, x_t: Tensor, sigma_bar: Tensor) -> Tensor:
         """Exact log concrete scores [B, L, S] = log p_t(x^i <- y) / p_t(x), straight from the marginals."""
-        trans = graph.transition_matrix(torch.as_tensor(sigma_bar, dtype=torch.float64))  # [B, S, S]
+        trans = self._transitions(graph, sigma_bar)  # [B, S, S]
         denom = self.noisy_probs(graph, x_t, sigma_bar)  # [B]
         out = []
         for i in range(self.length):
@@ -137,7 +143,7 @@ class ToyDistribution:
     # --- exact oracles with the model signature ------------------------------------------------------
     def score_model(self, graph: Graph):
         """``model(x_t, sigma_bar) -> [B, L, S]`` exact log concrete scores (parameterization='score')."""
-        return lambda x_t, sigma_bar: self.concrete_score(graph, x_t, sigma_bar)
+        return _on_distinct_rows(lambda x_t, sigma_bar: self.concrete_score(graph, x_t, sigma_bar))
 
     def denoiser_model(self, graph: Graph):
         """``model(x_t, sigma_bar) -> [B, L, S]`` exact clean log-probs, padded to S (parameterization='denoiser')."""
@@ -147,4 +153,17 @@ class ToyDistribution:
             pad = graph.num_states - self.vocab_size
             return torch.nn.functional.pad(log_probs, (0, pad), value=_LOG_ZERO)
 
-        return model
+        return _on_distinct_rows(model)
+
+
+def _on_distinct_rows(fn):
+    """Evaluate ``fn(x_t, sigma_bar)`` once per distinct (x_t row, sigma_bar) pair: a toy space has few."""
+
+    def model(x_t: Tensor, sigma_bar: Tensor) -> Tensor:
+        sigma = torch.as_tensor(sigma_bar, dtype=torch.float64).expand(x_t.shape[0])
+        levels, level_idx = torch.unique(sigma, return_inverse=True)
+        keys = torch.cat([level_idx[:, None], x_t], dim=1)
+        distinct, inverse = torch.unique(keys, dim=0, return_inverse=True)
+        return fn(distinct[:, 1:], levels[distinct[:, 0]])[inverse]
+
+    return model

@@ -456,14 +456,20 @@ class DenseGraph(Graph):
     def rate_matrix(self, dtype=torch.float64, device=None) -> Tensor:
         return self._q.to(dtype=dtype, device=device)
 
-    def transition_matrix(self, sigma_bar: Tensor) -> Tensor:
-        sigma = sigma_bar.to(torch.float64)
+    def _per_level(self, sigma: Tensor, fn) -> Tensor:
+        """fn(levels [K]) -> [K, S, S] evaluated once per distinct noise level, gathered to [..., S, S]."""
+        levels, inverse = torch.unique(sigma.to(torch.float64), return_inverse=True)
+        return fn(levels)[inverse]
+
+    def _exp(self, levels: Tensor) -> Tensor:
         if self._symmetric:
-            vecs = self._evecs.to(sigma.device)
-            scale = torch.exp(sigma[..., None] * self._evals.to(sigma.device))  # [..., S]
-            mat = (vecs * scale[..., None, :]) @ vecs.T
-            return mat.clamp_min(0.0).to(sigma_bar.dtype)
-        return super().transition_matrix(sigma).clamp_min(0.0).to(sigma_bar.dtype)
+            vecs = self._evecs.to(levels.device)
+            scale = torch.exp(levels[:, None] * self._evals.to(levels.device))  # [K, S]
+            return (vecs * scale[:, None, :]) @ vecs.T
+        return torch.linalg.matrix_exp(levels[:, None, None] * self._q.to(levels.device))
+
+    def transition_matrix(self, sigma_bar: Tensor) -> Tensor:
+        return self._per_level(sigma_bar, self._exp).clamp_min(0.0).to(sigma_bar.dtype)
 
     def transition_probs(self, x0: Tensor, sigma_bar) -> Tensor:
         sigma = self.align_sigma(sigma_bar, x0)
@@ -478,7 +484,7 @@ class DenseGraph(Graph):
     def staggered_score(self, score: Tensor, x: Tensor, delta) -> Tensor:
         delta = self.align_sigma(delta, x).to(torch.float64)
         score = score.scatter(-1, x[..., None], 1.0)
-        back = torch.linalg.matrix_exp(-delta[..., None, None] * self._q.to(x.device))
+        back = self._per_level(delta, lambda levels: torch.linalg.matrix_exp(-levels[:, None, None] * self._q))
         return (back @ score.to(torch.float64)[..., None]).squeeze(-1).to(score.dtype)
 
     def prior_probs(self, dtype=torch.float32, device=None) -> Tensor:

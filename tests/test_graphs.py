@@ -130,7 +130,8 @@ def test_absorbing_conventions():
     assert (g.num_states, g.mask_id, g.num_clean_states) == (8, 7, 7)
     assert (g.sample_prior((2, 3)) == 7).all()
     u = dd.Uniform(7)
-    assert torch.allclose(u.rate_matrix(), torch.full((7, 7), 1 / 7, dtype=torch.float64) - torch.eye(7, dtype=torch.float64))
+    want = torch.full((7, 7), 1 / 7, dtype=torch.float64) - torch.eye(7, dtype=torch.float64)
+    assert torch.allclose(u.rate_matrix(), want)
 
 
 def test_dense_graph_validation_messages():

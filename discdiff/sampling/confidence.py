@@ -1,0 +1,82 @@
+"""Confidence-based parallel decoding: LLaDA's low-confidence remasking and Fast-dLLM's thresholds,
+inside semi-autoregressive blocks.
+
+The sequence is cut into blocks of ``block_length`` decoded left to right; each block gets
+``steps / num_blocks`` steps. At every step the model predicts every masked position of the current
+block (a token drawn with temperature / top-k / top-p, or the argmax with ``greedy=True``) and its
+confidence (the model's probability of that token; uniform noise with ``remasking="random"``):
+
+* top-k mode (LLaDA): the k most confident predictions are kept, the rest stay masked, with k chosen so
+  the block's masked tokens are spread evenly over its steps;
+* threshold mode (Fast-dLLM, ``threshold=tau``): every prediction with confidence > tau is kept, and at
+  least the most confident one; ``steps`` then only caps nothing, a block ends when it is unmasked.
+
+With ``remasking="random"``, one token per step and drawn (not greedy) tokens this is exact any-order
+sampling; the confidence rules trade that exactness for fewer model calls.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Sampler, noise_at
+
+
+def _quota(masked_in_block: torch.Tensor, steps_left: int) -> torch.Tensor:
+    """Tokens to reveal now so the remaining masked tokens spread evenly over the steps left (>= 1 if any)."""
+    return torch.ceil(masked_in_block.double() / steps_left).long()
+
+
+class Confidence(Sampler):
+    name = "confidence"
+    needs_mask = True
+    extras = {"block_length": None, "threshold": None, "remasking": "low_confidence", "greedy": False}
+
+    def run(self, ev, x, opts, generator, record):
+        block_length, threshold, remasking, greedy = (opts.extra[k] for k in self.extras)
+        length = x.shape[1]
+        block_length = block_length or length
+        if not 0 < block_length <= length:
+            raise ValueError(f"block_length must lie in [1, {length}], got {block_length}")
+        if remasking not in ("low_confidence", "random"):
+            raise ValueError(f"remasking must be 'low_confidence' or 'random', got {remasking!r}")
+        if threshold is not None and not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
+        num_blocks = -(-length // block_length)
+        if threshold is None and opts.steps < num_blocks:
+            raise ValueError(f"steps ({opts.steps}) must be >= the number of blocks ({num_blocks})")
+        steps_per_block = max(opts.steps // num_blocks, 1)
+        sigma_bar, _ = noise_at(ev, 1.0, x.shape[0], x.device)  # time-free use: the model sees full noise
+        positions = torch.arange(length, device=x.device)
+        for b in range(num_blocks):
+            in_block = (positions >= b * block_length) & (positions < (b + 1) * block_length)
+            step = 0
+            while True:
+                masked = (x == ev.graph.mask_id) & in_block
+                rows = masked.any(-1).nonzero().squeeze(-1)
+                if rows.numel() == 0:
+                    break
+                x = self._step(ev, x, rows, masked[rows], sigma_bar, generator,
+                               threshold, remasking, greedy, max(steps_per_block - step, 1))
+                step += 1
+                record(x)
+        return x
+
+    def _step(self, ev, x, rows, masked, sigma_bar, generator, threshold, remasking, greedy, steps_left):
+        log_probs = ev.clean_log_probs(x[rows], sigma_bar[rows], rows)  # [r, L, C]
+        weights = torch.softmax(ev.filtered(log_probs), -1)
+        tokens = weights.argmax(-1) if greedy else ev.draw(weights, generator)
+        if remasking == "random":
+            conf = torch.rand(masked.shape, generator=generator, dtype=torch.float64, device=x.device)
+        else:
+            conf = log_probs.gather(-1, tokens[..., None]).squeeze(-1).double().exp()
+        conf = conf.masked_fill(~masked, -1.0)
+        rank = conf.argsort(-1, descending=True).argsort(-1)
+        if threshold is None:
+            keep = rank < _quota(masked.sum(-1), steps_left)[:, None]
+        else:
+            keep = (conf > threshold) | (rank == 0)
+        keep &= masked
+        x = x.clone()
+        x[rows] = ev.pin(torch.where(keep, tokens, x[rows]), rows)
+        return x
