@@ -15,15 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+import discdiff as dd
 from discdiff.nn import ARWrapper, DiffusionTransformer, TransformerConfig
 
 
@@ -37,6 +38,32 @@ def matmul_peak_flops(n: int = 2048, reps: int = 5) -> float:
         a @ b
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best
+
+
+def host_busy_fraction(interval: float = 0.5) -> float | None:
+    """Fraction of all CPUs busy over `interval` seconds, from /proc/stat (None where unavailable)."""
+
+    def sample():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return values[3] + values[4], sum(values)  # idle + iowait, total
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(interval)
+        idle1, total1 = sample()
+    except OSError:
+        return None
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_for_quiet(max_wait: float, threshold: float = 0.1) -> float | None:
+    """Wait up to max_wait seconds for the host to be (nearly) idle; return the last busy fraction."""
+    deadline = time.monotonic() + max_wait
+    busy = host_busy_fraction()
+    while busy is not None and busy > threshold and time.monotonic() < deadline:
+        busy = host_busy_fraction()
+    return busy
 
 
 class EncoderBaseline(nn.Module):
@@ -64,15 +91,9 @@ class EncoderBaseline(nn.Module):
         return self.head(self.norm(self.encoder(h))).float()
 
 
-def masked_ce_loss(model, x0: torch.Tensor, mask_id: int, gen: torch.Generator) -> torch.Tensor:
-    """Time-free masked diffusion step (MDLM / RADD t-DCE under log-linear): mask w.p. t, CE / t."""
-    B, L = x0.shape
-    t = torch.rand(B, generator=gen).clamp_min(1e-3)  # (B,)
-    masked = torch.rand(B, L, generator=gen) < t[:, None]  # (B, L)
-    x_t = torch.where(masked, mask_id, x0)
-    logits = model(x_t, t)  # (B, L, S)
-    ce = F.cross_entropy(logits.reshape(B * L, -1), x0.reshape(-1), reduction="none").view(B, L)
-    return ((ce * masked) / t[:, None]).sum() / (B * L)
+def masked_ce_loss(model, x0: torch.Tensor, diffusion: dd.Diffusion, gen: torch.Generator) -> torch.Tensor:
+    """The library's masked diffusion step (RADD / MDLM t-DCE): mask w.p. t, CE on masked positions / t."""
+    return diffusion.loss(model, x0, "t_dce", generator=gen).mean() / x0.shape[1]
 
 
 def make_steps(cfg: TransformerConfig, vocab: int, batch: int, seq: int, seed: int):
@@ -84,6 +105,7 @@ def make_steps(cfg: TransformerConfig, vocab: int, batch: int, seq: int, seed: i
     enc = EncoderBaseline(cfg)
     gen = torch.Generator().manual_seed(seed)
     data = torch.randint(0, vocab, (batch, seq), generator=gen)
+    diffusion = dd.Diffusion(dd.Absorbing(vocab), dd.LogLinear(), parameterization="denoiser")
     flops = diff.flops_per_token(seq)  # the encoder and AR baseline have the same matmul shapes
 
     def stepper(model, loss_fn):
@@ -99,9 +121,9 @@ def make_steps(cfg: TransformerConfig, vocab: int, batch: int, seq: int, seed: i
         return step
 
     return {
-        "diffusion": stepper(diff, lambda: masked_ce_loss(diff, data, vocab, gen)),
+        "diffusion": stepper(diff, lambda: masked_ce_loss(diff, data, diffusion, gen)),
         "ar": stepper(ar, lambda: ar.nll(data).mean() / seq),
-        "nn.TransformerEncoder": stepper(enc, lambda: masked_ce_loss(enc, data, vocab, gen)),
+        "nn.TransformerEncoder": stepper(enc, lambda: masked_ce_loss(enc, data, diffusion, gen)),
     }, flops
 
 
@@ -119,60 +141,88 @@ def profile(steps: dict, n: int = 2) -> str:
     return "\n".join(report)
 
 
+CLEAN_SHARE = 0.9  # a round counts as uncontended when the process ran >= 90% of its threads' wall time
+
+
+def measure(steps: dict, args) -> dict:
+    """Interleaved rounds: per model and round, seconds per step and the CPU share actually received."""
+    rounds = {
+        "times": {n: [] for n in steps},
+        "shares": {n: [] for n in steps},
+        "peaks": [],
+        "load": [],
+        "busy_before": [],
+    }
+    rounds["peaks"].append(matmul_peak_flops(args.matmul_n))
+    rounds["load"].append(os.getloadavg()[0])
+    for _ in range(args.rounds):
+        rounds["busy_before"].append(wait_for_quiet(args.quiet_wait) if args.quiet_wait else None)
+        for name, step in steps.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(args.steps):
+                step()
+            wall = time.perf_counter() - t0
+            rounds["times"][name].append(wall / args.steps)
+            rounds["shares"][name].append((time.process_time() - c0) / (wall * args.threads))
+        rounds["peaks"].append(matmul_peak_flops(args.matmul_n))
+        rounds["load"].append(os.getloadavg()[0])
+    return rounds
+
+
+def summarize(rounds: dict, tokens: int, flops_per_token: float) -> dict:
+    """Medians over uncontended rounds (all rounds if none was), paired ratios over rounds where both were."""
+    peak = max(rounds["peaks"])
+    times, shares = rounds["times"], rounds["shares"]
+    n = len(next(iter(times.values())))
+    clean = {name: [i for i in range(n) if shares[name][i] >= CLEAN_SHARE] for name in times}
+    results = {}
+    for name, ts in times.items():
+        use = clean[name] or list(range(n))
+        tps = [tokens / ts[i] for i in use]
+        results[name] = {
+            "tokens_per_s": statistics.median(tps),
+            "step_s": tokens / statistics.median(tps),
+            "mfu": statistics.median(tps) * flops_per_token / peak,
+            "best_tokens_per_s": max(tokens / t for t in ts),
+            "best_mfu": max(tokens / t for t in ts) * flops_per_token / peak,
+            "clean_rounds": len(clean[name]),
+            "per_round_tokens_per_s": [tokens / t for t in ts],
+            "per_round_cpu_share": shares[name],
+        }
+    ratios = {}
+    for other in times:
+        if other == "diffusion":
+            continue
+        pairs = [i for i in clean["diffusion"] if i in clean[other]] or list(range(n))
+        ratio = statistics.median([times[other][i] / times["diffusion"][i] for i in pairs])
+        ratios[f"diffusion/{other}"] = {"speed_ratio": ratio, "pairs": len(pairs)}
+    return {"matmul_peak_gflops": peak / 1e9, "results": results, "paired_speed_ratios": ratios}
+
+
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
     vocab = args.vocab
     cfg = TransformerConfig(
-        num_states=vocab + 1,
-        d_model=args.d_model,
-        n_layers=args.n_layers,
-        n_heads=args.n_heads,
-        max_len=args.seq,
+        num_states=vocab + 1, d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads, max_len=args.seq
     )
     steps, flops_per_token = make_steps(cfg, vocab, args.batch, args.seq, args.seed)
     if args.profile:
         print(profile(steps))
         return {}
-    peaks = [matmul_peak_flops(args.matmul_n)]
     for step in steps.values():
         for _ in range(args.warmup):
             step()
-    tokens = args.batch * args.seq
-    times = {name: [] for name in steps}
-    for _ in range(args.rounds):
-        for name, step in steps.items():
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                step()
-            times[name].append((time.perf_counter() - t0) / args.steps)
-        peaks.append(matmul_peak_flops(args.matmul_n))
-    peak = max(peaks)
-    results = {}
-    for name, ts in times.items():
-        tps = [tokens / t for t in ts]
-        results[name] = {
-            "tokens_per_s": statistics.median(tps),
-            "step_s": statistics.median(ts),
-            "mfu": statistics.median(tps) * flops_per_token / peak,
-            "best_tokens_per_s": max(tps),
-            "best_mfu": max(tps) * flops_per_token / peak,
-            "per_round_tokens_per_s": tps,
-        }
-    ratios = {
-        f"diffusion/{other}": statistics.median([times[other][i] / times["diffusion"][i] for i in range(args.rounds)])
-        for other in steps
-        if other != "diffusion"
-    }
+    rounds = measure(steps, args)
     return {
         "config": {k: getattr(args, k) for k in ("d_model", "n_layers", "n_heads", "seq", "batch", "vocab")},
         "threads": args.threads,
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
-        "matmul_peak_gflops": peak / 1e9,
-        "matmul_peaks_gflops": [p / 1e9 for p in peaks],
         "flops_per_token": flops_per_token,
-        "results": results,
-        "paired_speed_ratios": ratios,
+        **summarize(rounds, args.batch * args.seq, flops_per_token),
+        "matmul_peaks_gflops": [p / 1e9 for p in rounds["peaks"]],
+        "load_average_1min": rounds["load"],
+        "host_busy_before_rounds": rounds["busy_before"],
     }
 
 
@@ -181,19 +231,27 @@ def markdown(report: dict) -> str:
     lines = [
         f"Training throughput, d={c['d_model']}, {c['n_layers']} layers, {c['n_heads']} heads, "
         f"seq {c['seq']}, batch {c['batch']}, vocab {c['vocab']}, {report['threads']} threads, "
-        f"torch {report['torch']}; matmul peak {report['matmul_peak_gflops']:.0f} GFLOP/s.",
+        f"torch {report['torch']}; matmul peak {report['matmul_peak_gflops']:.0f} GFLOP/s (best of "
+        f"{len(report['matmul_peaks_gflops'])} in this process); {report['flops_per_token'] / 1e6:.1f} MFLOP/token.",
         "",
-        "| model | tokens/s (median) | step s (median) | MFU (median) | tokens/s (best) | MFU (best) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| model | tokens/s | step (s) | MFU | uncontended rounds | best tokens/s | best MFU |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in report["results"].items():
+        n = len(r["per_round_tokens_per_s"])
         lines.append(
             f"| {name} | {r['tokens_per_s']:.0f} | {r['step_s']:.3f} | {100 * r['mfu']:.1f}% "
-            f"| {r['best_tokens_per_s']:.0f} | {100 * r['best_mfu']:.1f}% |"
+            f"| {r['clean_rounds']}/{n} | {r['best_tokens_per_s']:.0f} | {100 * r['best_mfu']:.1f}% |"
         )
     lines.append("")
-    for name, ratio in report["paired_speed_ratios"].items():
-        lines.append(f"- speed {name} (median of paired rounds): {ratio:.3f}x")
+    lines.append(
+        f"tokens/s and MFU are medians over uncontended rounds (the process got >= {CLEAN_SHARE:.0%} of its "
+        "threads' wall time; all rounds when none was)."
+    )
+    for name, r in report["paired_speed_ratios"].items():
+        lines.append(f"- speed {name}: {r['speed_ratio']:.3f}x (median of {r['pairs']} paired rounds)")
+    loads = ", ".join(f"{x:.1f}" for x in report["load_average_1min"])
+    lines.append(f"- host load average during the run: {loads}")
     return "\n".join(lines) + "\n"
 
 
@@ -214,6 +272,13 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--matmul-n", dest="matmul_n", type=int, default=2048)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--quiet-wait",
+        dest="quiet_wait",
+        type=float,
+        default=0.0,
+        help="before each round wait up to this many seconds for the host to go idle (shared hosts)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.d_model, args.n_layers, args.n_heads, args.seq, args.batch = 64, 2, 2, 64, 4

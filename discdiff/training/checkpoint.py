@@ -137,9 +137,16 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
 
 def save_checkpoint(out_dir, step: int, dist, *, model_state, ema_state, optim_state, state: dict,
                     keep: int = 2) -> Path | None:
-    """Collective: every rank calls it (each saves its RNG); rank 0 writes the rest and publishes it."""
+    """Collective: every rank calls it (each saves its RNG); rank 0 writes the rest and publishes it.
+
+    Saving the step `latest` already holds (a finished run saved again) is a no-op: that checkpoint is
+    complete, and replacing it would leave a moment in which `latest` points at nothing.
+    """
     root = Path(out_dir) / "checkpoints"
     name = f"step_{step:08d}"
+    current = latest_checkpoint(out_dir)
+    if current is not None and current.name == name:
+        return current
     tmp = root / f".tmp-{name}"
     if dist.is_main:
         _check_finite(model_state, "model")
@@ -161,7 +168,10 @@ def save_checkpoint(out_dir, step: int, dist, *, model_state, ema_state, optim_s
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         final = root / name
-        shutil.rmtree(final, ignore_errors=True)  # a stale copy from a run that died after this step
+        if final.exists():  # left by a run that died between publishing it and updating `latest`
+            stale = root / f".tmp-stale-{name}"
+            shutil.rmtree(stale, ignore_errors=True)
+            os.replace(final, stale)  # `latest` never points here, or we would not be writing this step
         os.replace(tmp, final)
         _fsync_dir(root)
         write_atomic(root / LATEST, name + "\n")

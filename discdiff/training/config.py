@@ -47,7 +47,7 @@ class ModelConfig:
     cond_dim: int = 128
     tie_weights: bool = False
     norm: str = "layernorm"
-    bias: bool = True
+    bias: bool = False
     rope_base: float = 10_000.0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,6 +25,12 @@ from discdiff.data import Manifest, TokenFile, WindowDataset, open_dataset
 from .config import DataConfig
 
 SYNTHETIC_SEED = 20240601  # the synthetic corpus is the same for every training seed
+
+
+class Split(NamedTuple):
+    dataset: object  # discdiff.data's dataset protocol: len, get(indices, epoch_seed, randomize)
+    vocab_size: int
+    tokenizer_dir: Path | None
 
 
 @dataclass
@@ -55,25 +62,25 @@ def _is_corpus_dir(source: str) -> bool:
     return Path(source).is_dir() and (Path(source) / "manifest.json").is_file()
 
 
-def open_split(source: str, cfg: DataConfig, split: str):
-    """(dataset, vocab_size, tokenizer_dir) for one source; `split` picks a corpus directory's split."""
+def open_split(source: str, cfg: DataConfig, split: str) -> Split:
+    """One source's dataset; `split` picks the split of a corpus directory."""
     if source in ("synthetic", "synthetic-valid"):
         vocab = _need_vocab(cfg, source)
         seed = SYNTHETIC_SEED + (source == "synthetic-valid")
         tokens = markov_tokens(vocab, cfg.synthetic_tokens if split == "train" else 8 * cfg.context * 8, seed)
-        return WindowDataset(in_memory_token_file(tokens, vocab), cfg.context), vocab, None
+        return Split(WindowDataset(in_memory_token_file(tokens, vocab), cfg.context), vocab, None)
     path = Path(source)
     if _is_corpus_dir(source):
         manifest = Manifest.load(path)
         header = manifest.splits.get(split)
         if header is None:
             raise ValueError(f"{path}: no {split!r} split (has {sorted(manifest.splits)})")
-        return open_dataset(header, cfg.context), manifest.vocab_size, manifest.tokenizer_dir
+        return Split(open_dataset(header, cfg.context), manifest.vocab_size, manifest.tokenizer_dir)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such data (see `discdiff prepare --help`)")
     if path.suffix == ".json":
         tf = TokenFile.open(path)
-        return open_dataset(path, cfg.context), tf.vocab_size, tf.tokenizer_dir
+        return Split(open_dataset(path, cfg.context), tf.vocab_size, tf.tokenizer_dir)
     if path.suffix == ".npy":
         tokens = np.load(path, mmap_mode="r")
     elif path.suffix == ".bin":
@@ -85,7 +92,7 @@ def open_split(source: str, cfg: DataConfig, split: str):
     vocab = _need_vocab(cfg, str(path))
     if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab):
         raise ValueError(f"{path}: ids outside [0, {vocab}) (data.vocab_size)")
-    return WindowDataset(in_memory_token_file(tokens, vocab, path), cfg.context), vocab, None
+    return Split(WindowDataset(in_memory_token_file(tokens, vocab, path), cfg.context), vocab, None)
 
 
 def _need_vocab(cfg: DataConfig, source: str) -> int:

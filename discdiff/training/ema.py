@@ -21,15 +21,24 @@ class EMA:
         self.decay = decay
         self.names, self.params = zip(*model.named_parameters(), strict=True)  # tied weights once
         self.shadow = [p.detach().clone() for p in self.params]
+        # every name of a tied parameter (head.weight and tok_emb.weight) -> its one EMA tensor
+        index = {id(p): i for i, p in enumerate(self.params)}
+        self.aliases = {n: index[id(p)] for n, p in model.named_parameters(remove_duplicate=False)}
 
     @torch.no_grad()
     def update(self, step: int) -> None:
         d = min(self.decay, (1 + step) / (10 + step))
         torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1.0 - d)
 
-    def full_state(self) -> dict[str, torch.Tensor]:
-        """Full (unsharded) CPU tensors by parameter name; a collective under FSDP."""
-        return {n: _full(t).cpu() for n, t in zip(self.names, self.shadow, strict=True)}
+    def full_state(self, aliases: bool = False) -> dict[str, torch.Tensor]:
+        """Full (unsharded) CPU tensors by parameter name; a collective under FSDP.
+
+        aliases=True also lists every other name of a tied parameter (as the model's state_dict does).
+        """
+        full = [_full(t).cpu() for t in self.shadow]
+        if aliases:
+            return {n: full[i] for n, i in self.aliases.items()}
+        return dict(zip(self.names, full, strict=True))
 
     @torch.no_grad()
     def load_full_state(self, state: dict[str, torch.Tensor]) -> None:

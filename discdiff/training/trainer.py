@@ -276,7 +276,7 @@ class Trainer:
         """config.json + model.safetensors (EMA weights when enabled) + tokenizer (collective)."""
         weights = self.dist.full_model_state(self.model)
         if self.ema is not None:
-            weights = {**weights, **self.ema.full_state()}
+            weights = {**weights, **self.ema.full_state(aliases=True)}
         if self.dist.is_main:
             save_pretrained(directory, self.model, model_cfg=self.cfg.model, diffusion_cfg=self.cfg.diffusion,
                             vocab_size=self.data.vocab_size, context=self.cfg.data.context, weights=weights,

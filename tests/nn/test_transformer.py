@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from discdiff.nn import ARWrapper, DiffusionTransformer, TransformerConfig, sedd_absorb_scale
-from discdiff.nn.layers import apply_rotary, rotary_tables
+from discdiff.nn.layers import apply_rotary, rotary_table
 
 S = 11  # 10 data tokens + MASK
 
@@ -170,16 +170,15 @@ def test_bad_inputs_raise_value_error():
 
 def test_rotary_is_relative():
     """q.k after rotary depends on the positions only through their difference."""
-    cos, sin = rotary_tables(32, 8)
+    table = rotary_table(32, 8)
     q, k = torch.randn(8), torch.randn(8)
 
     def score(i, j):
-        rq = apply_rotary(q[None], cos[i : i + 1], sin[i : i + 1])
-        rk = apply_rotary(k[None], cos[j : j + 1], sin[j : j + 1])
-        return (rq * rk).sum()
+        return (apply_rotary(q[None], table[i : i + 1]) * apply_rotary(k[None], table[j : j + 1])).sum()
 
     torch.testing.assert_close(score(3, 1), score(20, 18))
-    torch.testing.assert_close(apply_rotary(q[None], cos[:1], sin[:1]), q[None])  # position 0: identity
+    torch.testing.assert_close(apply_rotary(q[None], table[:1]), q[None])  # position 0: identity
+    assert torch.allclose(apply_rotary(q[None], table[5:6]).norm(), q.norm())  # a rotation
 
 
 def test_flops_accounting():
@@ -238,3 +237,22 @@ def test_plugs_into_diffusion_loss(graph_name, parameterization, objective, mode
     assert loss.shape == (4,) and torch.isfinite(loss).all()
     loss.mean().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_fused_rotary_qkv_matches_reference_and_gradcheck():
+    from discdiff.nn.layers import rotary_qkv
+
+    table = rotary_table(8, 6)[:, None].double()  # (T, 1, hs/2, 2)
+    qkv = torch.randn(2, 8, 3, 2, 6, dtype=torch.float64, requires_grad=True)
+    q, k, v = rotary_qkv(qkv, table)
+    torch.testing.assert_close(q, apply_rotary(qkv[:, :, 0], table))
+    torch.testing.assert_close(k, apply_rotary(qkv[:, :, 1], table))
+    torch.testing.assert_close(v, qkv[:, :, 2])
+    assert torch.autograd.gradcheck(lambda t: rotary_qkv(t, table), (qkv,))
+    assert torch.autograd.gradcheck(lambda t: rotary_qkv(t, table)[0].sum(), (qkv,))  # dk, dv unused
+    # gradients arriving transposed (as from attention) and in bf16 (autocast) work too
+    half = qkv.detach().bfloat16().requires_grad_()
+    outs = rotary_qkv(half, table.float())
+    assert all(o.dtype == torch.bfloat16 for o in outs)
+    torch.autograd.backward([o.transpose(1, 2).transpose(1, 2) for o in outs], [torch.ones_like(o) for o in outs])
+    assert half.grad.dtype == torch.bfloat16 and torch.isfinite(half.grad).all()

@@ -31,8 +31,9 @@ def test_tiny_run_learns_and_writes_everything(tiny, tmp_path):
     assert state["step"] == 60 and state["data"]["batch"] + state["data"]["epoch"] > 0
 
 
-def test_pretrained_roundtrip_uses_ema_weights(tiny, tmp_path):
-    trainer = Trainer(tiny("steps=5"))
+@pytest.mark.parametrize("tied", [False, True])
+def test_pretrained_roundtrip_uses_ema_weights(tiny, tmp_path, tied):
+    trainer = Trainer(tiny("steps=5", f"model.tie_weights={str(tied).lower()}"))
     trainer.fit()
     pre = from_pretrained(tmp_path / "pretrained")
     ema = load_weights(latest_checkpoint(tmp_path) / "ema.safetensors")
