@@ -1,0 +1,358 @@
+"""The model side of the demo, free of any web code: one checkpoint, the limits that keep a server
+alive, request validation, and a generation that reports every sampler step as it happens.
+
+    engine = Engine.load("runs/sc/pretrained", Limits(max_steps=256))
+    job = engine.parse({"template": "To be, or {3} to be", "sampler": "ancestral", "steps": 32})
+    engine.run(job, emit=lambda kind, data: print(kind, data), check=lambda: None)
+
+``run`` owns the sampling loop (``Sampler.run`` with a ``record`` callback, as ``discdiff.sampling.sample``
+does) so each state reaches ``emit`` the moment the sampler produces it, as the positions that changed.
+``check`` is called before every step; it raises ``Stopped`` to end a generation (timeout, client gone).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from discdiff.sampling import SAMPLERS, Condition, SamplerOptions, infill_template
+from discdiff.sampling.base import Evaluator
+
+from .template import TemplateError, template_ids
+
+__all__ = ["Engine", "Job", "Limits", "RequestError", "Stopped"]
+
+# The modality decides how the page draws tokens; keyed by the tokenizer's `kind`.
+MODALITIES = {"char": "text", "bpe": "text", "gpt2": "text", "protein": "protein", "dna": "dna", "pixels": "image"}
+
+# Starting points offered on the page, per modality; only those the tokenizer can encode are shown.
+EXAMPLES = {
+    "text": [("infill", "To be, or {6} to be: that is the {8}.", None),
+             ("infill", "to be or ___ to be", None),
+             ("complete", "ROMEO:\n", 128),
+             ("complete", "the ", 64),
+             ("unconditional", "", 128)],
+    "protein": [("infill", "MKTAYIAK{12}GLVEEL{8}W", None), ("complete", "M", 64), ("unconditional", "", 64)],
+    "dna": [("infill", "ATG{30}TAA", None), ("complete", "TATAAA", 64), ("unconditional", "", 64)],
+    "image": [("unconditional", "", None)],
+    "ids": [("unconditional", "", 64)],
+}
+
+
+class RequestError(ValueError):
+    """Invalid or refused request; ``status`` is the HTTP status the server answers with."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+class Stopped(Exception):
+    """Raised by a ``check`` callback to end a generation early; the message says why."""
+
+
+@dataclass
+class Limits:
+    """What one request may ask for, and how much the server does at once."""
+
+    max_length: int = 1024  # tokens per sample (capped by the model's max_len)
+    max_steps: int = 1024
+    max_samples: int = 4  # rows per request
+    max_concurrent: int = 1  # generations running at once (CPU: one uses every core already)
+    max_queue: int = 8  # requests that may wait for a slot; beyond that: 429
+    timeout_s: float = 120.0  # per request, from admission to the last step, waiting included
+
+    def validate(self) -> Limits:
+        for name in ("max_length", "max_steps", "max_samples", "max_concurrent"):
+            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if int(self.max_queue) != self.max_queue or self.max_queue < 0:
+            raise ValueError(f"max_queue must be a non-negative integer, got {self.max_queue!r}")
+        if not self.timeout_s > 0:
+            raise ValueError(f"timeout_s must be positive, got {self.timeout_s!r}")
+        return self
+
+
+@dataclass
+class Job:
+    """A validated request."""
+
+    sampler: str
+    steps: int
+    num_samples: int
+    ids: list[int | None]  # the template: None at blanks
+    seed: int
+    options: dict = field(default_factory=dict)  # temperature / top_k / top_p
+    extras: dict = field(default_factory=dict)  # sampler-specific (confidence: threshold, block_length)
+
+    @property
+    def length(self) -> int:
+        return len(self.ids)
+
+
+# name -> (type check, description); every field a request may carry.
+_FIELDS: dict[str, tuple[type | tuple, str]] = {
+    "template": (str, "a string"),
+    "length": (int, "an integer or null"),
+    "sampler": (str, "a string"),
+    "steps": (int, "an integer"),
+    "num_samples": (int, "an integer"),
+    "seed": (int, "an integer or null"),
+    "temperature": ((int, float), "a number"),
+    "top_k": (int, "an integer or null"),
+    "top_p": ((int, float), "a number or null"),
+    "threshold": ((int, float), "a number or null"),
+    "block_length": (int, "an integer or null"),
+}
+
+
+class Engine:
+    """A loaded diffusion checkpoint plus the limits of the server that shows it."""
+
+    def __init__(self, model, diffusion, tokenizer, limits: Limits | None = None, *, name: str = "model",
+                 device: str | torch.device = "cpu", context: int | None = None):
+        if diffusion is None:
+            raise ValueError("the demo shows diffusion models; this checkpoint is the autoregressive baseline")
+        self.model, self.diffusion, self.tokenizer = model, diffusion, tokenizer
+        self.graph = diffusion.graph
+        self.device = torch.device(device)
+        self.name = name
+        self.limits = (limits or Limits()).validate()
+        model_max = getattr(getattr(model, "config", None), "max_len", None)
+        if model_max is not None and self.limits.max_length > model_max:
+            self.limits.max_length = int(model_max)
+        self.context = min(context or self.limits.max_length, self.limits.max_length)
+        kind = getattr(tokenizer, "kind", None)
+        self.modality = MODALITIES.get(kind, "text") if tokenizer is not None else "ids"
+        self.samplers = [n for n, s in SAMPLERS.items() if not (s.needs_mask and self.graph.mask_id is None)]
+        if self.modality == "image":
+            pixels = tokenizer.height * tokenizer.width
+            if pixels > self.limits.max_length:
+                raise ValueError(f"images of {pixels} pixels exceed the maximum length {self.limits.max_length}")
+
+    @classmethod
+    def load(cls, checkpoint: str | Path, limits: Limits | None = None, device: str = "cpu") -> Engine:
+        """Rebuild a ``save_pretrained`` directory (or a run directory holding pretrained/)."""
+        from discdiff.training import from_pretrained
+
+        path = Path(checkpoint)
+        if (path / "pretrained" / "config.json").is_file():
+            path = path / "pretrained"
+        pre = from_pretrained(path, device=device)
+        name = path.parent.name if path.name == "pretrained" else path.name
+        return cls(pre.model, pre.diffusion, pre.tokenizer, limits, name=name, device=device,
+                   context=pre.config.get("context"))
+
+    # ------------------------------------------------------------------ what the page needs
+
+    def token_strings(self) -> list[str]:
+        """How each id is drawn on the page: its text (a character, a BPE piece) or, for pixels, its grey."""
+        vocab = self.graph.num_clean_states
+        if self.modality == "image":
+            import numpy as np
+
+            tok = self.tokenizer
+            every_id = np.repeat(np.arange(vocab)[:, None], tok.height * tok.width, axis=1)  # (V, H*W)
+            return [str(g) for g in tok.decode(every_id)[:, 0, 0].tolist()]  # each id's grey level
+        if self.tokenizer is None:
+            return [str(i) for i in range(vocab)]
+        out = []
+        for i in range(vocab):
+            try:
+                out.append(self.tokenizer.decode([i]))
+            except ValueError:
+                out.append(f"<{i}>")
+        return out
+
+    def examples(self) -> list[dict]:
+        found = []
+        for label, template, length in EXAMPLES[self.modality]:
+            if length is not None:
+                length = min(length, self.context)
+            try:
+                template_ids(template, self._text_tokenizer(), length or (None if template else self.context),
+                             self.limits.max_length)
+            except TemplateError:
+                continue
+            found.append({"label": label, "template": template, "length": length})
+        return found
+
+    def info(self) -> dict:
+        tok = self.tokenizer
+        image = None
+        if self.modality == "image":
+            image = {"height": tok.height, "width": tok.width, "levels": tok.levels}
+        return {
+            "name": self.name,
+            "modality": self.modality,
+            "vocab_size": self.graph.num_clean_states,
+            "mask_id": self.graph.mask_id,
+            "graph": type(self.graph).__name__,
+            "parameterization": self.diffusion.parameterization.name,
+            "parameters": sum(p.numel() for p in self.model.parameters()) if hasattr(self.model, "parameters")
+            else None,
+            "context": self.context,
+            "tokens": self.token_strings(),
+            "special_ids": sorted(getattr(tok, "special_tokens", {}).values()) if tok is not None else [],
+            "image": image,
+            "samplers": self.samplers,
+            "limits": vars(self.limits),
+            "defaults": {"sampler": "ancestral" if "ancestral" in self.samplers else self.samplers[0],
+                         "steps": min(64, self.limits.max_steps), "num_samples": 1, "temperature": 1.0},
+            "examples": self.examples(),
+        }
+
+    # ------------------------------------------------------------------ validation
+
+    def _text_tokenizer(self):
+        return None if self.modality in ("image", "ids") else self.tokenizer
+
+    def parse(self, payload) -> Job:
+        """Validate a request body (a dict from JSON); raises RequestError (400) naming the problem."""
+        if not isinstance(payload, dict):
+            raise RequestError("the request body must be a JSON object")
+        unknown = sorted(set(payload) - set(_FIELDS))
+        if unknown:
+            raise RequestError(f"unknown field {unknown[0]!r}; valid fields: {sorted(_FIELDS)}")
+        for name, value in payload.items():
+            kind, described = _FIELDS[name]
+            if value is None and "null" in described:
+                continue
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise RequestError(f"{name} must be {described}, got {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise RequestError(f"{name} must be finite, got {value!r}")
+        lim = self.limits
+        sampler = payload.get("sampler", "ancestral")
+        if sampler not in SAMPLERS:
+            raise RequestError(f"unknown sampler {sampler!r}; choose one of {self.samplers}")
+        if sampler not in self.samplers:
+            raise RequestError(f"sampler {sampler!r} needs an absorbing (masked) model; this one is "
+                               f"{type(self.graph).__name__}: choose one of {self.samplers}")
+        steps = payload.get("steps", 64)
+        if not 1 <= steps <= lim.max_steps:
+            raise RequestError(f"steps must lie in [1, {lim.max_steps}], got {steps}")
+        num_samples = payload.get("num_samples", 1)
+        if not 1 <= num_samples <= lim.max_samples:
+            raise RequestError(f"num_samples must lie in [1, {lim.max_samples}], got {num_samples}")
+        ids = self._template(payload.get("template", ""), payload.get("length"))
+        seed = payload.get("seed")
+        if seed is None:
+            seed = secrets.randbelow(2**31)
+        elif not 0 <= seed < 2**63:
+            raise RequestError(f"seed must lie in [0, 2^63), got {seed}")
+        options = {k: payload[k] for k in ("temperature", "top_k", "top_p") if payload.get(k) is not None}
+        try:
+            SamplerOptions(steps=steps, **options).validate()
+        except ValueError as e:
+            raise RequestError(str(e)) from None
+        extras = self._extras(sampler, payload, steps, len(ids))
+        return Job(sampler, steps, num_samples, ids, seed, options, extras)
+
+    def _template(self, template: str, length: int | None) -> list[int | None]:
+        lim = self.limits
+        if len(template) > 16 * lim.max_length:
+            raise RequestError(f"the template is {len(template)} characters; at most {16 * lim.max_length}")
+        if self.modality == "image":
+            pixels = self.tokenizer.height * self.tokenizer.width
+            if template.strip("_") or length not in (None, pixels):
+                raise RequestError(f"image models draw whole {self.tokenizer.height}x{self.tokenizer.width} images: "
+                                   "leave the template and the length empty")
+            return [None] * pixels
+        if length is not None and not 1 <= length <= lim.max_length:
+            raise RequestError(f"length must lie in [1, {lim.max_length}], got {length}")
+        try:
+            return template_ids(template, self._text_tokenizer(), length, lim.max_length)
+        except TemplateError as e:
+            raise RequestError(f"template: {e}") from None
+
+    def _extras(self, sampler: str, payload: dict, steps: int, length: int) -> dict:
+        given = {k: payload[k] for k in ("threshold", "block_length") if payload.get(k) is not None}
+        if sampler != "confidence":
+            if given:
+                raise RequestError(f"{sorted(given)[0]} applies to the confidence sampler only")
+            return {}
+        threshold, block_length = given.get("threshold"), given.get("block_length")
+        if threshold is not None and not 0.0 < threshold < 1.0:
+            raise RequestError(f"threshold must lie in (0, 1), got {threshold}")
+        if block_length is not None and not 1 <= block_length <= length:
+            raise RequestError(f"block_length must lie in [1, {length}] (the length), got {block_length}")
+        blocks = -(-length // (block_length or length))
+        if threshold is None and steps < blocks:
+            raise RequestError(f"steps ({steps}) must be at least the number of blocks ({blocks})")
+        return given
+
+    # ------------------------------------------------------------------ generation
+
+    def run(self, job: Job, emit: Callable[[str, dict], None], check: Callable[[], None]) -> None:
+        """Sample ``job``, calling ``emit(kind, data)`` with kind "start" (the initial state), "step" (the
+        positions that changed, model calls so far, seconds so far) after every sampler step, then "done"
+        or "error". Blocking: call it from a worker thread. Never raises for a sampler failure."""
+        def fail(message: str) -> None:
+            try:
+                emit("error", {"message": message})
+            except Stopped:
+                pass  # nobody is listening any more
+
+        try:
+            self._run(job, emit, check)
+        except (Stopped, ValueError) as e:
+            fail(str(e))
+        except Exception as e:
+            fail(f"internal error: {type(e).__name__}: {e}")
+            raise  # the server logs it and stays up
+
+    def _masked(self, x: torch.Tensor) -> list[int]:
+        if self.graph.mask_id is None:
+            return [0] * x.shape[0]
+        return (x == self.graph.mask_id).sum(-1).tolist()
+
+    def _run(self, job: Job, emit, check) -> None:
+        impl = SAMPLERS[job.sampler]
+        B, L = job.num_samples, job.length
+        gen = torch.Generator(self.device).manual_seed(job.seed)
+        opts = SamplerOptions(steps=job.steps, **job.options, extra={**impl.extras, **job.extras})
+        condition = infill_template(job.ids).validate(B, L, self.graph.num_clean_states)
+        condition = Condition(condition.tokens.to(self.device), condition.known.to(self.device))
+        ev = Evaluator(self.diffusion, self.model, B, self.device, condition, 0.0, opts)
+        check()
+        x = ev.pin(self.graph.sample_prior((B, L), generator=gen, device=self.device))
+        prev = x.detach().to("cpu", copy=True)
+        emit("start", {"length": L, "num_samples": B, "seed": job.seed, "sampler": job.sampler,
+                       "steps": job.steps, "state": prev.tolist(), "known": condition.known[0].tolist(),
+                       "masked": self._masked(prev)})
+        t0 = time.perf_counter()
+        step = 0
+
+        def changes(cur: torch.Tensor) -> list[list[int]]:
+            where = (cur != prev).nonzero()  # (n, 2): row, position
+            return [[r, p, i] for (r, p), i in zip(where.tolist(), cur[cur != prev].tolist(), strict=True)]
+
+        def record(state: torch.Tensor) -> None:
+            nonlocal prev, step
+            check()
+            step += 1
+            cur = state.detach().to("cpu", copy=True)
+            emit("step", {"step": step, "nfe": ev.nfe, "elapsed": time.perf_counter() - t0,
+                          "changes": changes(cur), "masked": self._masked(cur)})
+            prev = cur
+
+        with torch.no_grad():
+            out = impl.run(ev, x, opts, gen, record)
+        final = out.detach().to("cpu", copy=True)
+        rows = final.tolist()
+        emit("done", {"steps_taken": step, "nfe": ev.nfe, "nfe_per_row": ev.nfe_per_row.tolist(),
+                      "elapsed": time.perf_counter() - t0, "changes": changes(final),
+                      "text": [self.decode(r) for r in rows], "seed": job.seed})
+
+    def decode(self, row: list[int]) -> str | None:
+        """The final text of a row (None for images and id-only checkpoints: the page draws those)."""
+        if self.modality in ("image", "ids"):
+            return None
+        return self.tokenizer.decode(row)
