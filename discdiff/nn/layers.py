@@ -94,8 +94,12 @@ def rotary_qkv(qkv: torch.Tensor, table: torch.Tensor):
     """q, k rotated and v untouched from the fused (B, T, 3, nh, hs) projection; table (T, 1, hs/2, 2).
 
     Same values as apply_rotary on q and k (tests check it, and the gradient), in a fraction of the
-    memory traffic: one complex multiply per tensor and direction.
+    memory traffic: one complex multiply per tensor and direction. Under torch.compile the plain
+    real-arithmetic version is traced instead: the compiler fuses it, and complex views do not trace.
     """
+    if torch.compiler.is_compiling():
+        q, k, v = qkv.unbind(2)
+        return apply_rotary(q, table.to(q.dtype)), apply_rotary(k, table.to(k.dtype)), v
     return _RotaryQKV.apply(qkv, table)
 
 
