@@ -1,0 +1,55 @@
+"""Evaluation: likelihoods with confidence intervals, and generative perplexity under an AR judge.
+
+    from discdiff.evaluation import evaluate, load_eval_data, compare
+    from discdiff.training import from_pretrained
+    data = load_eval_data("data/shakespeare", context=256, max_sequences=512)
+    ev = evaluate(from_pretrained("runs/sc/pretrained"), data, num_draws=16)
+    print(ev.primary)          # t_dce: 2.1 bits/token [2.0, 2.2] (bound, 16 draws; ...)
+    ar = evaluate(from_pretrained("runs/ar/pretrained"), data).primary
+    compare(ev.primary, ar)    # paired diffusion - AR difference and diffusion / AR ratio, with intervals
+
+    from discdiff.evaluation import ARJudge, generative_perplexity
+    report = generative_perplexity(samples, ARJudge.from_pretrained("runs/ar/pretrained"), categorical="float64")
+"""
+
+from .judge import (
+    JUDGE_INSTALL_HINT,
+    ARJudge,
+    GenerativePerplexity,
+    HFJudge,
+    JudgeScores,
+    generative_perplexity,
+    unigram_entropy,
+)
+from .likelihood import (
+    Comparison,
+    Evaluation,
+    LikelihoodResult,
+    ar_nll,
+    as_batches,
+    compare,
+    diffusion_nll,
+    evaluate,
+    load_eval_data,
+    stratified_times,
+)
+
+__all__ = [
+    "ARJudge",
+    "Comparison",
+    "Evaluation",
+    "GenerativePerplexity",
+    "HFJudge",
+    "JUDGE_INSTALL_HINT",
+    "JudgeScores",
+    "LikelihoodResult",
+    "ar_nll",
+    "as_batches",
+    "compare",
+    "diffusion_nll",
+    "evaluate",
+    "generative_perplexity",
+    "load_eval_data",
+    "stratified_times",
+    "unigram_entropy",
+]

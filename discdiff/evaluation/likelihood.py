@@ -1,0 +1,433 @@
+"""Likelihood with error bars: NLL bounds of diffusion models, exact NLLs of the AR baseline, on the same tokens.
+
+For a diffusion model every objective's expectation over its noise is an upper bound on -log p_theta(x0)
+(``discdiff.diffusion``). Per sequence b with n_b real tokens the bound is estimated by D draws of t,
+stratified *per sequence* (a random offset u_b, then t_{b,d} = low + (1 - low) * frac(u_b + d / D)):
+
+    m_b = 1/D sum_d loss(x0_b, t_{b,d})              nats, float64
+    nats per token  R = sum_b m_b / sum_b n_b        (a ratio: bits per *real* token under padding)
+
+Sequences are independent, so the 95% interval comes from the spread of m_b - R n_b over sequences
+(the delta method for a ratio of means). It covers both sources of error: which sequences were drawn
+and which times. ``mc_stderr_nats_per_token`` isolates the Monte Carlo part (the within-sequence
+variance of the draws / D; conservative, since stratified draws vary less than independent ones):
+the error of this number on *this* evaluation set. The AR baseline's NLL is exact (no Monte Carlo),
+so its interval is the data's alone.
+
+Compare two results on the same sequences with ``compare``: paired per-sequence differences cancel
+most of the data's variance, so the interval of a difference (or of a ratio such as diffusion / AR)
+is much tighter than the two intervals side by side. Each result carries a hash of the tokens it saw;
+``compare`` refuses results computed on different data.
+
+Example::
+
+    >>> import torch, discdiff as dd
+    >>> from discdiff.exact import ToyDistribution
+    >>> from discdiff.evaluation import diffusion_nll
+    >>> toy = ToyDistribution.random(3, 3, generator=torch.Generator().manual_seed(0))
+    >>> g = dd.Absorbing(3)
+    >>> diff = dd.Diffusion(g, dd.LogLinear(), parameterization="denoiser")
+    >>> res = diffusion_nll(toy.denoiser_model(g), diff, toy.sample(64, torch.Generator().manual_seed(1)),
+    ...                     objective="k_dce", num_draws=4)
+    >>> lo, hi = res.ci_nats_per_sequence
+    >>> bool(lo < toy.entropy() < hi)
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from discdiff.diffusion import Diffusion
+
+__all__ = [
+    "Comparison",
+    "Evaluation",
+    "LikelihoodResult",
+    "as_batches",
+    "ar_nll",
+    "compare",
+    "diffusion_nll",
+    "evaluate",
+    "load_eval_data",
+    "stratified_times",
+]
+
+LN2 = math.log(2.0)
+
+
+def _z(confidence: float) -> float:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    return float(torch.special.ndtri(torch.tensor(0.5 + confidence / 2, dtype=torch.float64)))
+
+
+@dataclass(frozen=True)
+class LikelihoodResult:
+    """One estimator on one evaluation set: per-sequence values and everything derived from them.
+
+    ``per_sequence`` [N] float64 nats (the bound's estimate, or the exact NLL), ``lengths`` [N] real tokens,
+    ``mc_variance`` [N] the Monte Carlo variance of each entry (zeros when exact).
+    """
+
+    estimator: str
+    exact: bool
+    per_sequence: Tensor
+    lengths: Tensor
+    mc_variance: Tensor
+    draws: int
+    data_hash: str
+    confidence: float = 0.95
+
+    @property
+    def sequences(self) -> int:
+        return len(self.per_sequence)
+
+    @property
+    def tokens(self) -> int:
+        return int(self.lengths.sum())
+
+    @property
+    def nats_per_token(self) -> float:
+        return float(self.per_sequence.sum() / self.lengths.sum())
+
+    @property
+    def stderr_nats_per_token(self) -> float:
+        """Standard error over sequences (data + Monte Carlo), delta method for the ratio of sums."""
+        return _ratio_stderr(self.per_sequence, self.lengths.double())
+
+    @property
+    def mc_stderr_nats_per_token(self) -> float:
+        """Monte Carlo error alone (re-running with another seed on the same sequences), an upper estimate:
+        it treats each sequence's stratified draws as independent, and stratified draws vary less."""
+        return float(self.mc_variance.sum().sqrt() / self.lengths.sum())
+
+    @property
+    def ci_nats_per_token(self) -> tuple[float, float]:
+        half = _z(self.confidence) * self.stderr_nats_per_token
+        return self.nats_per_token - half, self.nats_per_token + half
+
+    @property
+    def bits_per_token(self) -> float:
+        return self.nats_per_token / LN2
+
+    @property
+    def ci_bits_per_token(self) -> tuple[float, float]:
+        lo, hi = self.ci_nats_per_token
+        return lo / LN2, hi / LN2
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.nats_per_token)
+
+    @property
+    def ci_perplexity(self) -> tuple[float, float]:
+        lo, hi = self.ci_nats_per_token
+        return math.exp(lo), math.exp(hi)
+
+    @property
+    def nats_per_sequence(self) -> float:
+        return float(self.per_sequence.mean())
+
+    @property
+    def ci_nats_per_sequence(self) -> tuple[float, float]:
+        half = _z(self.confidence) * float(self.per_sequence.std() / math.sqrt(self.sequences))
+        return self.nats_per_sequence - half, self.nats_per_sequence + half
+
+    def to_dict(self) -> dict:
+        """Plain numbers for JSON (the per-sequence tensors are left out)."""
+        return {
+            "estimator": self.estimator, "exact": self.exact, "sequences": self.sequences, "tokens": self.tokens,
+            "draws": self.draws, "confidence": self.confidence, "data_hash": self.data_hash,
+            "nats_per_token": self.nats_per_token, "ci_nats_per_token": list(self.ci_nats_per_token),
+            "stderr_nats_per_token": self.stderr_nats_per_token,
+            "mc_stderr_nats_per_token": self.mc_stderr_nats_per_token,
+            "bits_per_token": self.bits_per_token, "ci_bits_per_token": list(self.ci_bits_per_token),
+            "perplexity": self.perplexity, "ci_perplexity": list(self.ci_perplexity),
+            "nats_per_sequence": self.nats_per_sequence, "ci_nats_per_sequence": list(self.ci_nats_per_sequence),
+        }
+
+    def __str__(self) -> str:
+        lo, hi = self.ci_bits_per_token
+        kind = "exact NLL" if self.exact else f"bound, {self.draws} draws"
+        return (f"{self.estimator}: {self.bits_per_token:.4f} bits/token [{lo:.4f}, {hi:.4f}] "
+                f"({kind}; {self.tokens} tokens in {self.sequences} sequences)")
+
+
+def _ratio_stderr(values: Tensor, lengths: Tensor) -> float:
+    n = len(values)
+    if n < 2:
+        return math.nan
+    ratio = values.sum() / lengths.sum()
+    resid = values - ratio * lengths
+    return float((resid.square().sum() / (n * (n - 1))).sqrt() / lengths.mean())
+
+
+# ------------------------------------------------------------------ data
+
+
+def as_batches(data, batch_size: int = 32) -> list[tuple[Tensor, Tensor]]:
+    """Normalise evaluation data to a list of (tokens Long[B, L], mask Bool[B, L]), mask True on real tokens.
+
+    ``data``: a LongTensor [N, L] (no padding), a pair (tokens, mask), a ``discdiff.data.Batch``, or an
+    iterable of those (kept as its own batches). A bare tensor or pair is cut into ``batch_size`` rows.
+    Rows without a single real token are dropped (they carry no likelihood).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    single = _as_pair(data)
+    items = [single] if single is not None else [_as_pair(item) for item in data]
+    if any(item is None for item in items):
+        raise ValueError("data must be a LongTensor [N, L], a (tokens, mask) pair, a Batch, or an iterable of them")
+    out = []
+    for tokens, mask in items:
+        step = batch_size if single is not None else len(tokens)
+        for start in range(0, len(tokens), max(step, 1)):
+            x0, m = tokens[start:start + step], mask[start:start + step]
+            keep = m.any(-1)
+            if keep.any():
+                out.append((x0[keep], m[keep]))
+    if not out:
+        raise ValueError("no data to evaluate: every sequence is empty")
+    return out
+
+
+def _as_pair(item) -> tuple[Tensor, Tensor] | None:
+    if hasattr(item, "tokens") and hasattr(item, "mask"):
+        tokens, mask = item.tokens, item.mask
+    elif isinstance(item, Tensor):
+        tokens, mask = item, None
+    elif isinstance(item, tuple) and len(item) == 2 and all(isinstance(v, Tensor) for v in item):
+        tokens, mask = item
+    else:
+        return None
+    if tokens.ndim != 2 or tokens.dtype not in (torch.long, torch.int32, torch.int16, torch.uint8):
+        raise ValueError(f"tokens must be an integer tensor [N, L], got {tokens.dtype} {tuple(tokens.shape)}")
+    mask = torch.ones_like(tokens, dtype=torch.bool) if mask is None else mask
+    if mask.shape != tokens.shape or mask.dtype != torch.bool:
+        raise ValueError(f"mask must be a BoolTensor of shape {tuple(tokens.shape)}, got {mask.dtype} "
+                         f"{tuple(mask.shape)}")
+    return tokens.long(), mask
+
+
+def _data_hash(batches: Sequence[tuple[Tensor, Tensor]]) -> str:
+    h = hashlib.sha256()
+    for tokens, mask in batches:
+        h.update(tokens.masked_fill(~mask, -1).cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def load_eval_data(source, *, context: int, vocab_size: int | None = None, split: str = "validation",
+                   max_sequences: int | None = None, batch_size: int = 32) -> list[tuple[Tensor, Tensor]]:
+    """The first ``max_sequences`` examples of a split, in order (no random offsets), as evaluation batches.
+
+    ``source`` takes every form ``discdiff.training.DataConfig.train`` takes: a prepared corpus directory
+    (its ``split``), a token-file header, a .npy / .bin of ids, or "synthetic".
+    """
+    import numpy as np
+
+    from discdiff.training import DataConfig
+    from discdiff.training.data import open_split
+
+    source = "synthetic-valid" if str(source) == "synthetic" else str(source)  # held-out synthetic tokens
+    cfg = DataConfig(train=source, context=context, vocab_size=vocab_size)
+    dataset, _, _ = open_split(source, cfg, split)
+    n = len(dataset) if max_sequences is None else min(max_sequences, len(dataset))
+    if n == 0:
+        raise ValueError(f"{source}: no {split!r} examples of context {context}")
+    batch = dataset.get(np.arange(n), 0, randomize=False)
+    return as_batches((batch.tokens, batch.mask), batch_size)
+
+
+# ------------------------------------------------------------------ estimators
+
+
+@contextlib.contextmanager
+def _eval_mode(model):
+    was_training = getattr(model, "training", None)
+    if was_training:
+        model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        if was_training:
+            model.train()
+
+
+def _device(model, device):
+    if device is not None:
+        return torch.device(device)
+    params = getattr(model, "parameters", None)
+    first = next(iter(params()), None) if callable(params) else None
+    return first.device if first is not None else torch.device("cpu")
+
+
+def stratified_times(n: int, draws: int, low: float, generator: torch.Generator | None = None) -> Tensor:
+    """[n, draws] float64 times in [low, 1): row b holds draws evenly spaced from its own random offset."""
+    u = torch.rand(n, 1, generator=generator, dtype=torch.float64)
+    strata = (u + torch.arange(draws, dtype=torch.float64) / draws) % 1.0
+    return low + (1.0 - low) * strata
+
+
+def diffusion_nll(model, diffusion: Diffusion, data, objective: str | None = None, *, num_draws: int = 16,
+                  seed: int = 0, batch_size: int = 32, device=None, confidence: float = 0.95) -> LikelihoodResult:
+    """The NLL bound of ``objective`` (default: the diffusion's default) with a per-sequence stratified t.
+
+    Deterministic given (seed, data, batch order). Every loss is summed in float64.
+    """
+    objective = objective or diffusion.default_objective
+    if objective not in diffusion.objectives:
+        raise ValueError(f"unknown objective {objective!r}; choose one of {diffusion.objectives}")
+    if objective == "l2":
+        raise ValueError("objective 'l2' is not a likelihood bound; evaluate score_entropy or a DCE instead")
+    if num_draws < 2:
+        raise ValueError(f"num_draws must be >= 2 to estimate the Monte Carlo error, got {num_draws}")
+    batches = as_batches(data, batch_size)
+    device = _device(model, device)
+    times_gen = torch.Generator().manual_seed(seed)
+    noise_gen = torch.Generator(device).manual_seed(seed + 1)
+    low = 0.0 if objective == "k_dce" else diffusion.t_min
+    means, variances, lengths = [], [], []
+    with _eval_mode(model):
+        for tokens, mask in batches:
+            x0, mask = tokens.to(device), mask.to(device)
+            times = stratified_times(len(x0), num_draws, low, times_gen).to(device)
+            draws = torch.stack([
+                diffusion.loss(model, x0, objective, t=times[:, d], generator=noise_gen, padding_mask=mask).double()
+                for d in range(num_draws)
+            ], dim=1)  # [B, D]
+            means.append(draws.mean(1).cpu())
+            variances.append((draws.var(1) / num_draws).cpu())
+            lengths.append(mask.sum(1).cpu())
+    return LikelihoodResult(objective, False, torch.cat(means), torch.cat(lengths), torch.cat(variances),
+                            num_draws, _data_hash(batches), confidence)
+
+
+def ar_nll(model, data, *, vocab_size: int | None = None, batch_size: int = 32, device=None,
+           confidence: float = 0.95) -> LikelihoodResult:
+    """Exact -log p(x0) of the AR baseline, per sequence, summed in float64 over real tokens.
+
+    ``model``: a ``discdiff.nn.ARWrapper``, or a causal ``DiffusionTransformer`` with ``vocab_size``.
+    """
+    from discdiff.nn import ARWrapper
+
+    if not isinstance(model, ARWrapper):
+        if vocab_size is None:
+            raise ValueError("pass vocab_size with a bare causal model (or wrap it in discdiff.nn.ARWrapper)")
+        model = ARWrapper(model, vocab_size)
+    batches = as_batches(data, batch_size)
+    device = _device(model, device)
+    totals, lengths = [], []
+    with _eval_mode(model):
+        for tokens, mask in batches:
+            x0, mask = tokens.to(device), mask.to(device)
+            if int(x0[mask].max()) >= model.vocab_size:
+                raise ValueError(f"token ids must lie in [0, {model.vocab_size}) for this AR model")
+            log_probs = model.log_probs(x0, mask).gather(-1, x0[..., None]).squeeze(-1).double()  # [B, L]
+            totals.append(-(log_probs * mask).sum(1).cpu())
+            lengths.append(mask.sum(1).cpu())
+    per_sequence = torch.cat(totals)
+    return LikelihoodResult("exact_ar", True, per_sequence, torch.cat(lengths), torch.zeros_like(per_sequence),
+                            0, _data_hash(batches), confidence)
+
+
+# ------------------------------------------------------------------ comparisons
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Paired comparison of two estimators on the same sequences, in nats per token.
+
+    ``difference`` = a - b with its interval; ``ratio`` = a / b (e.g. diffusion bound / AR NLL) with its
+    interval; ``agree``: the interval of the difference contains 0.
+    """
+
+    a: str
+    b: str
+    difference: float
+    ci_difference: tuple[float, float]
+    ratio: float
+    ci_ratio: tuple[float, float]
+    agree: bool
+
+    def to_dict(self) -> dict:
+        return {"a": self.a, "b": self.b, "difference_nats_per_token": self.difference,
+                "ci_difference": list(self.ci_difference), "ratio": self.ratio, "ci_ratio": list(self.ci_ratio),
+                "agree": self.agree}
+
+
+def compare(a: LikelihoodResult, b: LikelihoodResult, confidence: float | None = None) -> Comparison:
+    """Paired difference and ratio of two results; both must come from the same sequences."""
+    if a.data_hash != b.data_hash or not torch.equal(a.lengths, b.lengths):
+        raise ValueError(f"{a.estimator} and {b.estimator} were evaluated on different data "
+                         f"({a.data_hash} vs {b.data_hash}); a paired comparison needs identical sequences")
+    z = _z(confidence if confidence is not None else a.confidence)
+    lengths = a.lengths.double()
+    diff = a.nats_per_token - b.nats_per_token
+    half = z * _ratio_stderr(a.per_sequence - b.per_sequence, lengths)
+    ratio = float(a.per_sequence.sum() / b.per_sequence.sum())
+    # delta method for sum(a)/sum(b): linearise around the ratio, per sequence
+    resid = (a.per_sequence - ratio * b.per_sequence) / b.per_sequence.mean()
+    n = len(resid)
+    ratio_half = z * float((resid.square().sum() / (n * (n - 1))).sqrt()) if n > 1 else math.nan
+    return Comparison(a.estimator, b.estimator, diff, (diff - half, diff + half), ratio,
+                      (ratio - ratio_half, ratio + ratio_half), abs(diff) <= half)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Every estimator run on one model and one evaluation set, and their pairwise agreement.
+
+    ``agreements`` compares the primary estimator with each other one; ``same_model`` says whether the
+    estimators bound the same generative model (a time-free denoiser on the absorbing graph: t-, lambda-,
+    k-DCE and score entropy then agree in expectation, up to the schedule's O(eps) end pieces), so a
+    disagreement there points at a bug or too few draws.
+    """
+
+    results: dict[str, LikelihoodResult]
+    agreements: list[Comparison]
+    same_model: bool
+
+    @property
+    def primary(self) -> LikelihoodResult:
+        return next(iter(self.results.values()))
+
+    def to_dict(self) -> dict:
+        return {"primary": self.primary.estimator, "results": {k: r.to_dict() for k, r in self.results.items()},
+                "agreements": [c.to_dict() for c in self.agreements], "same_model": self.same_model}
+
+
+def evaluate(pretrained, data, *, objectives: Iterable[str] | None = None, num_draws: int = 16, seed: int = 0,
+             batch_size: int = 32, device=None, confidence: float = 0.95) -> Evaluation:
+    """Evaluate a ``discdiff.training.Pretrained`` (or anything with .model, .diffusion, .config) on ``data``.
+
+    AR baseline: the exact NLL. Diffusion: ``objectives`` (default: the training objective, plus the k-DCE
+    any-order bound on an absorbing graph), all on the same batches, with paired agreement checks.
+    """
+    batches = as_batches(data, batch_size)
+    if pretrained.diffusion is None:
+        result = ar_nll(pretrained.model, batches, vocab_size=pretrained.config["vocab_size"], device=device,
+                        confidence=confidence)
+        return Evaluation({result.estimator: result}, [], True)
+    diff = pretrained.diffusion
+    if objectives is None:
+        objectives = [pretrained.config["diffusion"].get("objective") or diff.default_objective]
+        if diff.graph.mask_id is not None and "k_dce" not in objectives:
+            objectives.append("k_dce")
+    results = {}
+    for objective in dict.fromkeys(objectives):
+        results[objective] = diffusion_nll(pretrained.model, diff, batches, objective, num_draws=num_draws,
+                                           seed=seed, device=device, confidence=confidence)
+    first = next(iter(results.values()))
+    agreements = [compare(first, r) for r in list(results.values())[1:]]
+    time_free = not pretrained.config.get("model", {}).get("time_conditioning", False)
+    same_model = diff.parameterization.name == "denoiser" and time_free and diff.graph.mask_id is not None
+    return Evaluation(results, agreements, same_model)
