@@ -6,8 +6,9 @@
     discdiff sample --model runs/sc/pretrained --num-samples 4 --length 256
     discdiff eval --model runs/sc/pretrained --data data/shakespeare
 
-Adding a command: put a Command (or a "module:attribute" string naming one, imported only when that
-command runs or its --help is asked for) in COMMANDS, or call register(name, command).
+Adding a command: put a Command in COMMANDS, or a Lazy("package.module:ATTRIBUTE", "one-line help")
+naming one, imported only when that command runs (so `discdiff --help` stays fast and a command's
+optional dependencies stay optional); or call register(name, command).
 """
 
 from __future__ import annotations
@@ -32,7 +33,23 @@ class Command:
     description: str = ""  # shown in `discdiff <command> --help`
 
 
+@dataclass
+class Lazy:
+    target: str  # "package.module:ATTRIBUTE", a Command
+    help: str
+
+
 # ------------------------------------------------------------------ train
+
+
+TRAIN_DESCRIPTION = """Train from a YAML preset (configs/) plus --set overrides; see --list-keys for every key.
+
+    discdiff train --config configs/shakespeare-char-masked.yaml --set model.n_layers=4 --out runs/sc
+    torchrun --nproc_per_node=2 -m discdiff train --config ... --set parallel=fsdp   # DDP is the default
+    discdiff train --out runs/sc --resume         # continue a killed run exactly
+
+Writes OUT/metrics.jsonl, OUT/checkpoints/step_*/ (atomic; `latest` names the newest) and, at the end,
+OUT/pretrained/ (EMA weights, config, tokenizer) for `discdiff sample` and `discdiff eval`."""
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
@@ -191,25 +208,36 @@ def _eval(args) -> int:
 
 # ------------------------------------------------------------------ registry and entry point
 
-COMMANDS: dict[str, Command | str] = {
+COMMANDS: dict[str, Command | Lazy | str] = {
     "train": Command("train a diffusion model or the AR baseline (single process, or under torchrun)",
-                     _train_arguments, _train, __doc__),
+                     _train_arguments, _train, TRAIN_DESCRIPTION),
     "sample": Command("draw samples from a trained model", _sample_arguments, _sample),
     "eval": Command("likelihood (an upper bound for diffusion, exact for AR) in bits per token",
                     _eval_arguments, _eval),
+    "serve": Lazy("discdiff.serve.cli:SERVE", "the web demo for one trained model"),
 }
 
 
-def register(name: str, command: Command | str) -> None:
-    """Add a subcommand: a Command, or 'package.module:attribute' naming one (imported lazily)."""
+def register(name: str, command: Command | Lazy | str) -> None:
+    """Add a subcommand: a Command, or a Lazy / 'package.module:attribute' naming one (imported lazily)."""
     COMMANDS[name] = command
 
 
-def _resolve(entry: Command | str) -> Command:
+def _resolve(entry: Command | Lazy | str) -> Command:
     if isinstance(entry, Command):
         return entry
-    module, _, attr = entry.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    target = entry.target if isinstance(entry, Lazy) else entry
+    module, _, attr = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise SystemExit(f"discdiff: this command is not available: cannot load {target} ({e})") from e
+
+
+def _help(entry: Command | Lazy | str, name: str) -> str:
+    if isinstance(entry, (Command, Lazy)):
+        return entry.help
+    return f"see `discdiff {name} --help`"
 
 
 def build_parser(resolve: str | None = None) -> argparse.ArgumentParser:
@@ -219,8 +247,7 @@ def build_parser(resolve: str | None = None) -> argparse.ArgumentParser:
     for name, entry in COMMANDS.items():
         # lazily registered commands are imported only when they are the one being run
         cmd = _resolve(entry) if isinstance(entry, Command) or name == resolve else None
-        p = sub.add_parser(name, help=cmd.help if cmd else f"see `discdiff {name} --help`",
-                           description=cmd.description if cmd else None,
+        p = sub.add_parser(name, help=_help(entry, name), description=cmd.description if cmd else None,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         if cmd:
             cmd.add_arguments(p)

@@ -52,9 +52,15 @@ def test_unknown_key_is_a_clear_error(capsys):
 
 
 def test_lazy_registration(monkeypatch, capsys):
-    monkeypatch.setitem(cli.COMMANDS, "hello", "tests.test_cli:HELLO")
+    monkeypatch.setitem(cli.COMMANDS, "hello", cli.Lazy("tests.test_cli:HELLO", "say hello"))
     assert cli.main(["hello", "--name", "x"]) == 0
     assert capsys.readouterr().out == "hello x\n"
+    monkeypatch.setitem(cli.COMMANDS, "broken", cli.Lazy("discdiff.no_such_module:X", "never works"))
+    with pytest.raises(SystemExit, match="not available"):
+        cli.main(["broken"])
+    with pytest.raises(SystemExit) as e:  # the top-level help lists it without importing it
+        cli.main(["--help"])
+    assert e.value.code == 0 and "never works" in capsys.readouterr().out
 
 
 HELLO = cli.Command("say hello", lambda p: p.add_argument("--name", help="who to greet here"),
