@@ -197,7 +197,8 @@ class Diffusion:
             return stratified_uniform(x0.shape[0], generator, x0.device, low=self.t_min)
         return t.clamp_min(self.t_min).to(torch.get_default_dtype())
 
-    def _call(self, model: Model, x_t: Tensor, sigma_bar: Tensor) -> Tensor:
+    def call_model(self, model: Model, x_t: Tensor, sigma_bar: Tensor) -> Tensor:
+        """Call ``model(x_t, sigma_bar)`` and check it returned [B, L, >= num_clean_states] values."""
         out = model(x_t, sigma_bar)
         if not isinstance(out, Tensor) or out.shape[:2] != x_t.shape or out.ndim != 3:
             shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
@@ -213,7 +214,7 @@ class Diffusion:
         t = self._times(t, x0, generator)
         noise = self.schedule(t)
         x_t = torch.where(valid, self.graph.sample_transition(x0, noise.total, generator), x0)
-        return noise, x_t, self._call(model, x_t, noise.total)
+        return noise, x_t, self.call_model(model, x_t, noise.total)
 
     def _require_mask(self, objective: str) -> int:
         if self.graph.mask_id is None:
@@ -246,7 +247,7 @@ class Diffusion:
         """Replace masked positions by MASK and ask the model; sigma_bar = -log(1 - mask_prob)."""
         x_t = torch.where(masked, self.graph.mask_id, x0)
         sigma_bar = -torch.log1p(-mask_prob.clamp_max(1 - 1e-6))
-        out = self._call(model, x_t, sigma_bar)
+        out = self.call_model(model, x_t, sigma_bar)
         return self.parameterization.clean_log_probs(out, x_t, sigma_bar, self.graph)
 
     def _lambda_dce(self, model, x0, valid, t, generator):

@@ -88,10 +88,10 @@ class Evaluator:
         self.nfe += 1
         self.nfe_per_row[rows if rows is not None else slice(None)] += 1
         if not self.guidance:
-            return read(self.diffusion._call(self.model, x, sigma_bar), x, sigma_bar, self.graph)
+            return read(self.diffusion.call_model(self.model, x, sigma_bar), x, sigma_bar, self.graph)
         known = self.condition.known if rows is None else self.condition.known[rows]
         uncond = torch.where(known, self.graph.mask_id, x)
-        both = self.diffusion._call(self.model, torch.cat([x, uncond]), torch.cat([sigma_bar, sigma_bar]))
+        both = self.diffusion.call_model(self.model, torch.cat([x, uncond]), torch.cat([sigma_bar, sigma_bar]))
         both = read(both, torch.cat([x, uncond]), torch.cat([sigma_bar, sigma_bar]), self.graph)
         cond_out, uncond_out = both.chunk(2)
         guided = cond_out + self.guidance * (cond_out - uncond_out)
