@@ -44,6 +44,8 @@ def _train_on_text(model, diffusion_cfg, tokenizer, context, steps):
     gen = torch.Generator().manual_seed(0)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small trains ~3x faster on one thread of a shared 2-core machine
     for _ in range(steps):
         starts = torch.randint(0, len(ids) - context, (16,), generator=gen)
         x0 = torch.stack([ids[s:s + context] for s in starts.tolist()])
@@ -51,6 +53,7 @@ def _train_on_text(model, diffusion_cfg, tokenizer, context, steps):
         opt.zero_grad()
         loss.backward()
         opt.step()
+    torch.set_num_threads(threads)
     model.eval()
 
 
