@@ -1,0 +1,40 @@
+"""The likelihood and sampling-quality benchmarks run end to end in --quick mode (synthetic corpus, offline)."""
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+BENCH = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"_test_bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_quick_benchmarks_end_to_end(tmp_path):
+    models = str(tmp_path / "models")
+    rows = _load("likelihood").main(["--quick", "--corpora", "synthetic", "--models-dir", models,
+                                     "--out", str(tmp_path / "lik")])
+    assert [r["kind"] for r in rows] == ["masked-tdce", "masked-lambdadce", "sedd-absorb", "sedd-uniform", "ar"]
+    saved = json.loads((tmp_path / "lik" / "likelihood.json").read_text())
+    assert saved["rows"][0]["vs_ar"]["ratio"] > 0 and saved["rows"][-1]["results"]["exact_ar"]["exact"]
+    assert "ratio to AR" in (tmp_path / "lik" / "likelihood.md").read_text()
+    assert "k_dce" in saved["rows"][0]["results"]
+
+    # reuses the masked-tdce and ar models the likelihood benchmark just saved
+    rows = _load("sampling_quality").main(["--quick", "--corpus", "synthetic", "--models-dir", models,
+                                           "--out", str(tmp_path / "sq")])
+    samplers = {(r["sampler"], r["categorical"]) for r in rows}
+    assert ("ancestral", "gumbel_fp32") in samplers and ("data (validation)", "float64") in samplers
+    for r in rows:
+        (report,) = r["judges"].values()
+        assert report["gen_ppl"] > 1 and report["unigram_entropy"] > 0
+    assert (tmp_path / "sq" / "sampling_quality.md").is_file()
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "lik" / "likelihood.png").is_file() and (tmp_path / "sq" / "sampling_quality.png").is_file()
