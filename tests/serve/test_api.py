@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from conftest import generate, live_server, request, slow_engine
+from serve_helpers import generate, live_server, request, slow_engine
 
 from discdiff.serve import Limits
 

@@ -1,8 +1,9 @@
 """End to end in a real headless Chromium (Debian's, driven by Playwright): fill a template, start, watch
 intermediate states arrive, and check the final text keeps the fixed parts. Skips where no browser is.
 
-Screenshots are saved under pytest's tmp dir; with DISCDIFF_DEMO_PNG=path the text one is also copied there
-(`DISCDIFF_DEMO_PNG=docs/demo.png pytest tests/serve/test_browser.py` refreshes the README's picture).
+Screenshots are saved under pytest's tmp dir; with DISCDIFF_DEMO_PNG=path the text one is also copied there.
+The README's picture was made with a longer-trained model:
+    DISCDIFF_DEMO_PNG=docs/demo.png DISCDIFF_DEMO_TRAIN_STEPS=1500 pytest tests/serve/test_browser.py -k infill
 """
 
 import os
@@ -10,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import TEXT, live_server, make_checkpoint
+from serve_helpers import TEXT, live_server, make_checkpoint
 
 from discdiff.data import CharTokenizer
 from discdiff.serve import Engine, Limits
@@ -42,7 +43,7 @@ def browser(tmp_path_factory):
 def trained_text_engine(tmp_path_factory):
     """A tiny model trained for a few seconds on TEXT: enough to fill blanks with letters and spaces."""
     path = make_checkpoint(tmp_path_factory.mktemp("ckpt") / "shakespeare-tiny", CharTokenizer.from_texts([TEXT]),
-                           64, train_steps=200)
+                           64, train_steps=int(os.environ.get("DISCDIFF_DEMO_TRAIN_STEPS", 200)))
     return Engine.load(path, Limits(max_steps=256))
 
 

@@ -5,7 +5,7 @@ import sys
 import time
 
 import pytest
-from conftest import request
+from serve_helpers import request
 
 from discdiff import cli
 from discdiff.serve.cli import SERVE, _is_loopback, listen

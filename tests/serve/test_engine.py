@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from conftest import TINY, make_checkpoint
+from serve_helpers import TINY, make_checkpoint
 
 from discdiff.data import CharTokenizer
 from discdiff.serve import Engine, Limits, RequestError, Stopped

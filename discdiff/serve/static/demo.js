@@ -352,7 +352,9 @@ function stop() {
 
 function scrub() {
   if (demo.streaming) return;
-  draw(Number($("scrub").value));
+  const index = Number($("scrub").value);
+  draw(index);
+  if (demo.final) $("status").textContent = index === demo.frames.length - 1 ? "done" : "done · replaying";
 }
 
 document.addEventListener("DOMContentLoaded", () => {
