@@ -12,6 +12,7 @@ does) so each state reaches ``emit`` the moment the sampler produces it, as the 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import secrets
 import time
@@ -123,7 +124,7 @@ class Engine:
         self.graph = diffusion.graph
         self.device = torch.device(device)
         self.name = name
-        self.limits = (limits or Limits()).validate()
+        self.limits = dataclasses.replace(limits or Limits()).validate()  # a copy: capped below, not the caller's
         model_max = getattr(getattr(model, "config", None), "max_len", None)
         if model_max is not None and self.limits.max_length > model_max:
             self.limits.max_length = int(model_max)
