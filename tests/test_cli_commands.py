@@ -52,7 +52,7 @@ def test_unknown_key_is_a_clear_error(capsys):
 
 
 def test_lazy_registration(monkeypatch, capsys):
-    monkeypatch.setitem(cli.COMMANDS, "hello", cli.Lazy("tests.test_cli:HELLO", "say hello"))
+    monkeypatch.setitem(cli.COMMANDS, "hello", cli.Lazy("tests.test_cli_commands:HELLO", "say hello"))
     assert cli.main(["hello", "--name", "x"]) == 0
     assert capsys.readouterr().out == "hello x\n"
     monkeypatch.setitem(cli.COMMANDS, "broken", cli.Lazy("discdiff.no_such_module:X", "never works"))
