@@ -206,9 +206,43 @@ def _eval(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ prepare
+
+
+def _prepare_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="a corpus (shakespeare, proteins, dna, fashion-mnist, python-docs) or a path to "
+                   "your own .txt / .jsonl / FASTA file or directory")
+    p.add_argument("--data-dir", default="data", help="where prepared corpora are cached (default: data)")
+    p.add_argument("--force", action="store_true", help="prepare again even if a cached copy matches")
+    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="a corpus option, e.g. --opt levels=8 --opt size=14 for fashion-mnist (repeatable)")
+
+
+def _parse_option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--opt expects KEY=VALUE, got {text!r}")
+    for convert in (int, float):
+        try:
+            return key, convert(value)
+        except ValueError:
+            pass
+    return key, {"true": True, "false": False}.get(value.lower(), value)
+
+
+def _prepare(args) -> int:
+    from discdiff.data import prepare
+
+    manifest = prepare(args.name, args.data_dir, force=args.force, **dict(map(_parse_option, args.opt)))
+    print(f"prepared {args.name}: vocab {manifest.vocab_size}, splits {sorted(manifest.splits)}")
+    return 0
+
+
 # ------------------------------------------------------------------ registry and entry point
 
 COMMANDS: dict[str, Command | Lazy | str] = {
+    "prepare": Command("download, tokenize and pack a corpus (or your own files) into a data directory",
+                       _prepare_arguments, _prepare),
     "train": Command("train a diffusion model or the AR baseline (single process, or under torchrun)",
                      _train_arguments, _train, TRAIN_DESCRIPTION),
     "sample": Command("draw samples from a trained model", _sample_arguments, _sample),

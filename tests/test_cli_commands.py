@@ -104,3 +104,24 @@ def test_diffusion_sample(tmp_path, capsys):
     assert cli.main(["sample", "--model", str(run), "--num-samples", "2", "--length", "8", "--steps", "4"]) == 0
     out = capsys.readouterr().out
     assert len(re.findall(r"--- sample", out)) == 2
+
+
+def test_prepare_packs_a_users_text_file(tmp_path, capsys):
+    from discdiff import cli
+    from discdiff.data import Manifest
+
+    text = tmp_path / "poems.txt"
+    text.write_text("".join(f"line {i}: the quick brown fox jumps over the lazy dog\n" for i in range(200)))
+    assert cli.main(["prepare", str(text), "--data-dir", str(tmp_path / "data")]) == 0
+    assert "prepared" in capsys.readouterr().out
+    manifests = list((tmp_path / "data").glob("*/manifest.json"))
+    assert len(manifests) == 1 and Manifest.load(manifests[0]).vocab_size > 10
+
+
+def test_prepare_rejects_malformed_options_and_unknown_corpora(tmp_path, capsys):
+    from discdiff import cli
+
+    assert cli.main(["prepare", "shakespeare", "--opt", "novalue", "--data-dir", str(tmp_path)]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert cli.main(["prepare", "no-such-corpus", "--data-dir", str(tmp_path)]) == 2
+    assert "unknown corpus" in capsys.readouterr().err
