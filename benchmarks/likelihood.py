@@ -119,15 +119,25 @@ def run_corpus(corpus: str, args) -> list[dict]:
         rows.append({"corpus": corpus, "kind": kind, **stats, **evaluate_kind(save_to, data, args)})
         print(f"[{corpus}] {kind}: {rows[-1]['evaluation'].primary} after {stats['steps']} steps", flush=True)
     ar = next((r["evaluation"].primary for r in rows if r["kind"] == "ar"), None)
+    unigram_bits = _unigram_bits(data)
     for row in rows:
         ev = row.pop("evaluation")
         row["results"] = ev.to_dict()["results"]
         row["primary"] = ev.primary.estimator
         row["agreements"] = [c.to_dict() for c in ev.agreements]
         row["same_model"] = ev.same_model
+        row["unigram_bits"] = unigram_bits
         if ar is not None and row["kind"] != "ar":
             row["vs_ar"] = compare(ev.primary, ar).to_dict()
     return rows
+
+
+def _unigram_bits(data) -> float:
+    """Entropy of the eval tokens' own frequencies (in-sample): what a model that learned only them would score."""
+    from discdiff.evaluation import unigram_entropy
+
+    tokens = torch.cat([t[m] for t, m in data])
+    return unigram_entropy(tokens[None])[1] / math.log(2)
 
 
 # ------------------------------------------------------------------ reporting
@@ -152,7 +162,10 @@ def markdown(rows: list[dict], meta: dict) -> str:
         lines.append(f"| {r['corpus']} | {r['kind']} | {r['params']:,} | {r['steps']} | {r['train_s']} | "
                      f"{main['estimator']} | {main['bits_per_token']:.3f} {_ci(main['ci_bits_per_token'])} | "
                      f"{kdce_s} | {agree} | {ratio} |\n")
-    return f"{meta['setup']}\n\nCommand: `{meta['command']}`\n\n{head}{''.join(lines)}"
+    unigram = ", ".join(f"{c} {u:.3f}" for c, u in dict.fromkeys((r["corpus"], r["unigram_bits"]) for r in rows))
+    return (f"{meta['setup']}\n\nCommand: `{meta['command']}`\n\n{head}{''.join(lines)}\n"
+            f"Unigram entropy of the eval tokens (bits/token; a model that learned only token frequencies): "
+            f"{unigram}.\n")
 
 
 def plot(rows: list[dict], path: pathlib.Path) -> None:
@@ -168,15 +181,19 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
     fig, axes = plt.subplots(1, len(corpora), figsize=(4.2 * len(corpora), 3.6), squeeze=False)
     for ax, corpus in zip(axes[0], corpora, strict=True):
         sub = [r for r in rows if r["corpus"] == corpus]
-        vals = [r["results"][r["primary"]] for r in sub]
-        bits = [v["bits_per_token"] for v in vals]
-        err = [[b - v["ci_bits_per_token"][0] for b, v in zip(bits, vals, strict=True)],
-               [v["ci_bits_per_token"][1] - b for b, v in zip(bits, vals, strict=True)]]
-        colors = ["tab:gray" if r["kind"] == "ar" else "tab:blue" for r in sub]
-        ax.bar(range(len(sub)), bits, yerr=err, color=colors, capsize=3)
+        for x, r in enumerate(sub):
+            v = r["results"][r["primary"]]
+            lo, hi = v["ci_bits_per_token"]
+            color = "tab:gray" if r["kind"] == "ar" else "tab:blue"
+            ax.errorbar([x], [v["bits_per_token"]], yerr=[[v["bits_per_token"] - lo], [hi - v["bits_per_token"]]],
+                        fmt="o", color=color, capsize=3)
+        if "unigram_bits" in sub[0]:
+            ax.axhline(sub[0]["unigram_bits"], color="tab:red", ls=":", lw=1, label="unigram entropy of eval tokens")
+            ax.legend(fontsize=7)
         ax.set_xticks(range(len(sub)), [r["kind"] for r in sub], rotation=30, ha="right", fontsize=8)
+        ax.set_xlim(-0.5, len(sub) - 0.5)
         ax.set_title(corpus)
-        ax.set_ylabel("bits per token (bound; AR exact)")
+        ax.set_ylabel("bits per token, 95% CI (bound; AR exact)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -251,8 +251,9 @@ def generative_perplexity(samples, judge, *, categorical: str, tokenizer=None, p
                           confidence: float = 0.95) -> GenerativePerplexity:
     """Score ``samples`` (token ids [N, L]) under ``judge``; ``categorical`` is the sampler's precision.
 
-    An ``HFJudge`` reads text: pass the corpus ``tokenizer`` whose ``decode`` turns ids into it. The
-    entropy is always that of the samples' own tokens, so it is comparable across judges.
+    An ``HFJudge`` reads text: pass the corpus ``tokenizer`` whose ``decode`` turns ids into it (its
+    special tokens, such as ``<eos>`` between works, are dropped first). The entropy is always that of the
+    samples' own tokens, so it is comparable across judges.
     """
     from .likelihood import _ratio_stderr, _z
 
@@ -266,7 +267,10 @@ def generative_perplexity(samples, judge, *, categorical: str, tokenizer=None, p
         if tokenizer is None:
             raise ValueError("a text judge needs the corpus tokenizer to decode the samples: pass tokenizer=")
         mask = torch.ones_like(samples, dtype=torch.bool) if padding_mask is None else padding_mask
-        scores = judge.score([tokenizer.decode(row[m].tolist()) for row, m in zip(samples, mask, strict=True)])
+        special = set(getattr(tokenizer, "special_tokens", {}).values())  # <eos> etc. are no text: dropped
+        texts = [tokenizer.decode([i for i in row[m].tolist() if i not in special])
+                 for row, m in zip(samples, mask, strict=True)]
+        scores = judge.score(texts)
     else:
         scores = judge.score(samples, padding_mask)
     nats = float(scores.nll.sum() / scores.tokens.sum())

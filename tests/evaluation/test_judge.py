@@ -106,6 +106,18 @@ def test_hf_judge_scoring_is_batch_invariant():
     with pytest.raises(ValueError, match="context"):
         judge.score(["1" * 40])
 
+    class Digits:  # a corpus tokenizer with <eos> = id 0, which is no text and is dropped before judging
+        special_tokens = {"eos": 0}
+
+        def decode(self, ids):
+            return "".join("<eos>" if i == 0 else str(i) for i in ids)
+
+    report = generative_perplexity(torch.tensor([[1, 2, 0, 3], [4, 0, 0, 5]]), judge, categorical="float64",
+                                   tokenizer=Digits())
+    assert report.judge_tokens == 5
+    with pytest.raises(ValueError, match=r"cannot score empty samples: texts \[1\]"):
+        generative_perplexity(torch.tensor([[1, 2], [0, 0]]), judge, categorical="float64", tokenizer=Digits())
+
 
 class _Chars:
     def decode(self, ids):
