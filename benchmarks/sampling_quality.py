@@ -230,6 +230,11 @@ def parse_args(argv=None):
     return args
 
 
+def _describe(pre) -> str:
+    m, kind = pre.config["model"], pre.config["diffusion"]["kind"]
+    return f"{kind}: d={m['d_model']}, {m['n_layers']} layers, context {pre.config['context']}"
+
+
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -245,10 +250,10 @@ def main(argv=None) -> list[dict]:
     rows = [data_row(source, judges, pre.tokenizer, args)] + sample_rows(pre, ar_pre, judges, pre.tokenizer, args)
     mark_pareto(rows)
     meta = {
-        "setup": f"Corpus {args.corpus}; denoiser and AR judge: d={args.d_model}, {args.layers} layers, context "
-                 f"{args.context}, trained {args.budget_s:g} s each (benchmarks/likelihood.py); {args.num_samples} "
-                 f"samples of {args.length} tokens per row; {args.threads} threads, "
-                 f"{platform.processor() or platform.machine()}, torch {torch.__version__}.",
+        "setup": f"Corpus {args.corpus}; denoiser (masked-tdce) and AR judge from {args.models_dir} "
+                 f"({_describe(pre)}; {_describe(ar_pre)}); {args.num_samples} samples of {args.length} tokens per "
+                 f"row; {args.threads} threads, {platform.processor() or platform.machine()}, "
+                 f"torch {torch.__version__}.",
         "command": "python benchmarks/sampling_quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "total_s": round(time.perf_counter() - start, 1),
     }
