@@ -162,7 +162,7 @@ class Diffusion:
 
     def sample(self, model: Model, num_samples: int, length: int, sampler: str = "ancestral", *,
                steps: int = 128, generator: torch.Generator | None = None, condition=None,
-               guidance: float = 0.0, device=None, **options):
+               guidance: float = 0.0, device=None, callback=None, **options):
         """Draw ``num_samples`` sequences of ``length`` tokens from the reverse process.
 
         Args:
@@ -170,6 +170,7 @@ class Diffusion:
             steps: number of steps (first_hitting ignores it; confidence splits it over blocks).
             condition: ``discdiff.sampling.Condition(tokens, known)``, positions pinned to known tokens.
             guidance: classifier-free guidance weight w (needs a condition and an absorbing graph).
+            callback: ``callback(step, state [B, L], nfe)`` at the start (step 0) and after every step.
             options: temperature, top_k, top_p, t_end, denoise, cache, categorical, return_trajectory and
                 sampler-specific ones (confidence: block_length, threshold, remasking, greedy).
 
@@ -178,7 +179,7 @@ class Diffusion:
         from .sampling import sample
 
         return sample(self, model, num_samples, length, sampler, generator=generator, condition=condition,
-                      guidance=guidance, device=device, steps=steps, **options)
+                      guidance=guidance, device=device, callback=callback, steps=steps, **options)
 
     # --- helpers ------------------------------------------------------------------------------------
     @staticmethod

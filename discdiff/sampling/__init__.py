@@ -13,6 +13,7 @@ every layer uses; ``conditioning`` the fixed-position ``Condition`` and guidance
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import fields
 
 import torch
@@ -57,8 +58,13 @@ def _options(sampler: Sampler, options: dict) -> SamplerOptions:
 
 def sample(diffusion, model, num_samples: int, length: int, sampler: str = "ancestral", *,
            generator: torch.Generator | None = None, condition: Condition | None = None, guidance: float = 0.0,
-           device=None, **options) -> SampleOutput:
-    """Draw ``num_samples`` sequences of ``length`` tokens; see ``Diffusion.sample``."""
+           device=None, callback: Callable[[int, torch.Tensor, int], None] | None = None,
+           **options) -> SampleOutput:
+    """Draw ``num_samples`` sequences of ``length`` tokens; see ``Diffusion.sample``.
+
+    ``callback(step, state, nfe)``, if given, sees the state [B, L] at the start (step 0) and after every
+    step, with the model calls so far: for live displays. An exception it raises stops sampling.
+    """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
     impl = SAMPLERS[sampler]
@@ -75,7 +81,18 @@ def sample(diffusion, model, num_samples: int, length: int, sampler: str = "ance
     ev = Evaluator(diffusion, model, num_samples, device, condition, guidance, opts)
     x = ev.pin(graph.sample_prior((num_samples, length), generator=generator, device=device))
     trajectory = [x] if opts.return_trajectory else None
-    record = trajectory.append if trajectory is not None else (lambda _x: None)
+    steps_done = 0
+
+    def record(state: torch.Tensor) -> None:
+        nonlocal steps_done
+        steps_done += 1
+        if trajectory is not None:
+            trajectory.append(state)
+        if callback is not None:
+            callback(steps_done, state, ev.nfe)
+
+    if callback is not None:
+        callback(0, x, 0)
     with torch.no_grad():
         x = impl.run(ev, x, opts, generator, record)
     return SampleOutput(x, ev.nfe, ev.nfe_per_row, trajectory)

@@ -5,9 +5,9 @@ alive, request validation, and a generation that reports every sampler step as i
     job = engine.parse({"template": "To be, or {3} to be", "sampler": "ancestral", "steps": 32})
     engine.run(job, emit=lambda kind, data: print(kind, data), check=lambda: None)
 
-``run`` owns the sampling loop (``Sampler.run`` with a ``record`` callback, as ``discdiff.sampling.sample``
-does) so each state reaches ``emit`` the moment the sampler produces it, as the positions that changed.
-``check`` is called before every step; it raises ``Stopped`` to end a generation (timeout, client gone).
+``run`` passes a ``callback`` to ``Diffusion.sample``, so each state reaches ``emit`` the moment the
+sampler produces it, as the positions that changed. ``check`` is called before every step; it raises
+``Stopped`` to end a generation (timeout, client gone).
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from pathlib import Path
 
 import torch
 
-from discdiff.sampling import SAMPLERS, Condition, SamplerOptions, infill_template
-from discdiff.sampling.base import Evaluator
+from discdiff.sampling import SAMPLERS, SamplerOptions, infill_template
 
 from .template import TemplateError, template_ids
 
@@ -315,42 +314,39 @@ class Engine:
         return (x == self.graph.mask_id).sum(-1).tolist()
 
     def _run(self, job: Job, emit, check) -> None:
-        impl = SAMPLERS[job.sampler]
         B, L = job.num_samples, job.length
-        gen = torch.Generator(self.device).manual_seed(job.seed)
-        opts = SamplerOptions(steps=job.steps, **job.options, extra={**impl.extras, **job.extras})
-        condition = infill_template(job.ids).validate(B, L, self.graph.num_clean_states)
-        condition = Condition(condition.tokens.to(self.device), condition.known.to(self.device))
-        ev = Evaluator(self.diffusion, self.model, B, self.device, condition, 0.0, opts)
-        check()
-        x = ev.pin(self.graph.sample_prior((B, L), generator=gen, device=self.device))
-        prev = x.detach().to("cpu", copy=True)
-        emit("start", {"length": L, "num_samples": B, "seed": job.seed, "sampler": job.sampler,
-                       "steps": job.steps, "state": prev.tolist(), "known": condition.known[0].tolist(),
-                       "masked": self._masked(prev)})
+        template = infill_template(job.ids)
+        known = template.known[0].tolist()
+        prev = None
+        steps_taken = 0
         t0 = time.perf_counter()
-        step = 0
 
         def changes(cur: torch.Tensor) -> list[list[int]]:
             where = (cur != prev).nonzero()  # (n, 2): row, position
             return [[r, p, i] for (r, p), i in zip(where.tolist(), cur[cur != prev].tolist(), strict=True)]
 
-        def record(state: torch.Tensor) -> None:
-            nonlocal prev, step
-            check()
-            step += 1
+        def on_step(step: int, state: torch.Tensor, nfe: int) -> None:
+            nonlocal prev, steps_taken
+            check()  # raises Stopped when the client left or the request timed out: sampling stops
             cur = state.detach().to("cpu", copy=True)
-            emit("step", {"step": step, "nfe": ev.nfe, "elapsed": time.perf_counter() - t0,
-                          "changes": changes(cur), "masked": self._masked(cur)})
-            prev = cur
+            if step == 0:
+                emit("start", {"length": L, "num_samples": B, "seed": job.seed, "sampler": job.sampler,
+                               "steps": job.steps, "state": cur.tolist(), "known": known,
+                               "masked": self._masked(cur)})
+            else:
+                emit("step", {"step": step, "nfe": nfe, "elapsed": time.perf_counter() - t0,
+                              "changes": changes(cur), "masked": self._masked(cur)})
+            prev, steps_taken = cur, step
 
-        with torch.no_grad():
-            out = impl.run(ev, x, opts, gen, record)
-        final = out.detach().to("cpu", copy=True)
-        rows = final.tolist()
-        emit("done", {"steps_taken": step, "nfe": ev.nfe, "nfe_per_row": ev.nfe_per_row.tolist(),
-                      "elapsed": time.perf_counter() - t0, "changes": changes(final),
-                      "text": [self.decode(r) for r in rows], "seed": job.seed})
+        out = self.diffusion.sample(
+            self.model, B, L, job.sampler, steps=job.steps, condition=template, device=self.device,
+            generator=torch.Generator(self.device).manual_seed(job.seed), callback=on_step,
+            **job.options, **job.extras)
+        final = out.samples.detach().to("cpu", copy=True)
+        emit("done", {"steps_taken": steps_taken, "nfe": out.nfe,
+                      "nfe_per_row": out.nfe_per_row.tolist(), "elapsed": time.perf_counter() - t0,
+                      "changes": changes(final), "text": [self.decode(r) for r in final.tolist()],
+                      "seed": job.seed})
 
     def decode(self, row: list[int]) -> str | None:
         """The final text of a row (None for images and id-only checkpoints: the page draws those)."""
