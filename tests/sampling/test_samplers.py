@@ -208,3 +208,25 @@ def test_mask_samplers_refuse_graphs_without_mask():
     g = dd.Uniform(3)
     with pytest.raises(ValueError, match="absorbing"):
         dd.Diffusion(g, dd.Geometric(), "score").sample(TOY.score_model(g), 2, 3, "first_hitting")
+
+
+def test_callback_sees_every_state_and_can_stop_sampling():
+    g = dd.Absorbing(5)
+    diff = dd.Diffusion(g, dd.LogLinear(), "denoiser")
+    seen = []
+    out = diff.sample(PositionModel(6, 8), 2, 8, "ancestral", steps=10, return_trajectory=True,
+                      callback=lambda step, state, nfe: seen.append((step, state.clone(), nfe)),
+                      generator=torch.Generator().manual_seed(0))
+    assert [s for s, _, _ in seen] == list(range(11))
+    assert all(torch.equal(a, b) for (_, a, _), b in zip(seen, out.trajectory, strict=True))
+    assert [n for _, _, n in seen] == sorted(n for _, _, n in seen) and seen[-1][2] == out.nfe
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_three(step, state, nfe):
+        if step == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        diff.sample(PositionModel(6, 8), 2, 8, "ancestral", steps=10, callback=stop_at_three)
