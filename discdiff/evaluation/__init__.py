@@ -12,6 +12,7 @@
     report = generative_perplexity(samples, ARJudge.from_pretrained("runs/ar/pretrained"), categorical="float64")
 """
 
+from .data import as_batches, data_hash, load_eval_data
 from .judge import (
     JUDGE_INSTALL_HINT,
     ARJudge,
@@ -26,11 +27,9 @@ from .likelihood import (
     Evaluation,
     LikelihoodResult,
     ar_nll,
-    as_batches,
     compare,
     diffusion_nll,
     evaluate,
-    load_eval_data,
     stratified_times,
 )
 
@@ -46,6 +45,7 @@ __all__ = [
     "ar_nll",
     "as_batches",
     "compare",
+    "data_hash",
     "diffusion_nll",
     "evaluate",
     "generative_perplexity",

@@ -120,13 +120,14 @@ class HFJudge:
     """
 
     def __init__(self, path, gguf_file: str | None = None, name: str | None = None, batch_size: int = 8,
-                 prefix: str | None = None, threads: int | None = None):
+                 prefix: str | None = None, threads: int | None = None, device="cpu"):
         transformers = _import_judge_deps()
         if threads is not None:
             torch.set_num_threads(threads)
         kwargs = {"gguf_file": gguf_file} if gguf_file else {}
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(path, **kwargs)
-        self.model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs).eval()
+        model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
+        self.model = model.to(device).eval()
         self.name = name or Path(gguf_file or path).name
         self.batch_size = batch_size
         vocab = self.tokenizer.get_vocab()
@@ -174,9 +175,11 @@ class HFJudge:
         for row, x in enumerate(chunk):
             inputs[row, 1:1 + len(x)] = torch.tensor(x, dtype=torch.long)
             attention[row, :1 + len(x)] = 1
+        device = next(self.model.parameters()).device
+        inputs, attention = inputs.to(device), attention.to(device)
         logits = self.model(input_ids=inputs, attention_mask=attention).logits[:, :-1].float()  # (B, W-1, V)
         token_lp = torch.log_softmax(logits, -1).gather(-1, inputs[:, 1:, None]).squeeze(-1).double()
-        return -(token_lp * attention[:, 1:]).sum(1)
+        return -(token_lp * attention[:, 1:]).sum(1).cpu()
 
 
 def _import_judge_deps():
@@ -197,8 +200,10 @@ def unigram_entropy(samples, padding_mask: Tensor | None = None) -> tuple[float,
     A collapsed sampler (repeating a few tokens) has a low per-sample entropy whatever its gen-PPL.
     """
     samples = torch.as_tensor(samples)
+    if samples.ndim != 2:
+        raise ValueError(f"samples must be token ids [N, L], got shape {tuple(samples.shape)}")
     mask = torch.ones_like(samples, dtype=torch.bool) if padding_mask is None else padding_mask
-    _check_nonempty(mask.sum(1).tolist() if samples.ndim == 2 else [], "samples")
+    _check_nonempty(mask.sum(1).tolist(), "samples")
     size = int(samples[mask].max()) + 1
     per_sample = []
     for row, m in zip(samples, mask, strict=True):
