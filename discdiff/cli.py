@@ -112,6 +112,34 @@ def _sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--out", type=Path, default=None,
                    help="write samples as JSON lines here (default: print them)")
+    cond = p.add_mutually_exclusive_group()
+    cond.add_argument("--prompt", default=None,
+                      help="text the samples start with; the rest (up to --length) is generated")
+    cond.add_argument("--template", default=None,
+                      help="an infill template: '_' is one blank token, '{N}' is N blanks, '\\_' a literal "
+                      "underscore, e.g. 'To be, or {6} to be'; known parts stay fixed")
+    p.add_argument("--guidance", type=float, default=0.0,
+                   help="classifier-free guidance weight w for --prompt/--template (absorbing graphs)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="confidence sampler: unmask every position above this confidence (Fast-dLLM)")
+    p.add_argument("--block-length", type=int, default=None,
+                   help="confidence sampler: semi-autoregressive blocks of this many tokens")
+
+
+def _condition(args, pre, length: int):
+    """A Condition from --prompt (a prefix) or --template (blanks to fill), or None."""
+    text = args.template
+    if args.prompt is not None:
+        text = "".join("\\" + c if c in "_{}\\" else c for c in args.prompt)  # literal text, blanks appended
+    if text is None:
+        return None
+    if pre.tokenizer is None:
+        raise ValueError("--prompt / --template need a model saved with its tokenizer")
+    from discdiff.sampling import infill_template
+    from discdiff.serve.template import template_ids
+
+    ids = template_ids(text, pre.tokenizer, length if args.prompt is not None or args.length else None, length)
+    return infill_template(ids)
 
 
 def _pretrained_dir(path: Path) -> Path:
@@ -127,13 +155,20 @@ def _sample(args) -> int:
     pre = from_pretrained(_pretrained_dir(args.model), device=args.device)
     length = args.length or pre.config["context"]
     gen = torch.Generator(args.device).manual_seed(args.seed)
+    condition = _condition(args, pre, length)
+    if condition is not None:
+        length = condition.tokens.shape[1]  # a template without --length sets its own
     if pre.is_ar:
+        if condition is not None:
+            raise ValueError("--prompt / --template need a diffusion model; the AR baseline samples unprompted here")
         ids = ARWrapper(pre.model, pre.vocab_size).sample(args.num_samples, length, gen, args.temperature,
                                                           args.top_k, args.top_p)
     else:
+        extra = {k: v for k, v in (("threshold", args.threshold), ("block_length", args.block_length)) if v}
         out = pre.diffusion.sample(pre.model, args.num_samples, length, args.sampler, steps=args.steps,
                                    generator=gen, device=args.device, temperature=args.temperature,
-                                   top_k=args.top_k, top_p=args.top_p)
+                                   top_k=args.top_k, top_p=args.top_p, condition=condition,
+                                   guidance=args.guidance, **extra)
         ids = out.samples
     rows = []
     for row in ids.tolist():

@@ -5,7 +5,6 @@ import re
 import pytest
 import torch
 
-import discdiff as dd
 from discdiff import cli
 
 TINY = ["data.vocab_size=12", "data.context=16", "data.synthetic_tokens=5000", "model.d_model=32",
@@ -97,7 +96,6 @@ def test_ar_train_sample_eval(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["exact"] is True
 
 
-@pytest.mark.skipif(not hasattr(dd.Diffusion, "sample"), reason="Diffusion.sample has not landed yet")
 def test_diffusion_sample(tmp_path, capsys):
     run = tmp_path / "run"
     assert cli.main(["train", *sets("steps=2"), "--out", str(run)]) == 0
@@ -125,3 +123,24 @@ def test_prepare_rejects_malformed_options_and_unknown_corpora(tmp_path, capsys)
     assert "KEY=VALUE" in capsys.readouterr().err
     assert cli.main(["prepare", "no-such-corpus", "--data-dir", str(tmp_path)]) == 2
     assert "unknown corpus" in capsys.readouterr().err
+
+
+def test_sample_with_a_template_or_a_prompt_keeps_the_known_text(tmp_path, capsys):
+    text = tmp_path / "lines.txt"
+    text.write_text("".join(f"to be or not to be, line {i}\n" for i in range(300)))
+    assert cli.main(["prepare", str(text), "--data-dir", str(tmp_path / "data")]) == 0
+    corpus = next((tmp_path / "data").glob("*/manifest.json")).parent
+    run = tmp_path / "run"
+    assert cli.main(["train", *sets("steps=2", f"data.train={corpus}", "data.context=32"), "--out", str(run)]) == 0
+    out_file = tmp_path / "s.jsonl"
+    common = ["--model", str(run), "--num-samples", "3", "--out", str(out_file), "--steps", "4"]
+    assert cli.main(["sample", *common, "--template", "to be{3}not_to be"]) == 0
+    for row in map(json.loads, out_file.read_text().splitlines()):
+        assert len(row["text"]) == 17 and row["text"].startswith("to be") and row["text"][8:11] == "not"
+        assert row["text"].endswith("to be")
+    assert cli.main(["sample", *common, "--prompt", "to be", "--length", "12"]) == 0
+    rows = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert all(r["text"].startswith("to be") and len(r["ids"]) == 12 for r in rows)
+    capsys.readouterr()
+    assert cli.main(["sample", *common, "--template", "to be{99}"]) == 2
+    assert "blanks" in capsys.readouterr().err
