@@ -81,7 +81,9 @@ def load_eval_data(source, *, context: int, vocab_size: int | None = None, split
 
     source = "synthetic-valid" if str(source) == "synthetic" else str(source)  # held-out synthetic tokens
     cfg = DataConfig(train=source, context=context, vocab_size=vocab_size)
-    dataset, _, _ = open_split(source, cfg, split)
+    dataset, vocab, _ = open_split(source, cfg, split)
+    if vocab_size is not None and vocab != vocab_size:
+        raise ValueError(f"{source}: data vocab_size {vocab} != the model's {vocab_size}")
     n = len(dataset) if max_sequences is None else min(max_sequences, len(dataset))
     if n == 0:
         raise ValueError(f"{source}: no {split!r} examples of context {context}")

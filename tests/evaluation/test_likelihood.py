@@ -178,3 +178,12 @@ def test_as_batches_accepts_every_form(toy_data):
         batches = as_batches(form, batch_size=32)
         assert len(batches) == n and sum(len(t) for t, _ in batches) == 256
     assert list(itertools.chain(*[t.tolist() for t, _ in as_batches(toy_data, 7)])) == toy_data.tolist()
+
+
+def test_load_eval_data_first_examples_in_order():
+    from discdiff.evaluation import load_eval_data
+
+    batches = load_eval_data("synthetic", context=16, vocab_size=8, max_sequences=5, batch_size=2)
+    assert [len(t) for t, _ in batches] == [2, 2, 1] and all(m.all() for _, m in batches)
+    again = load_eval_data("synthetic", context=16, vocab_size=8, max_sequences=5, batch_size=5)
+    assert torch.equal(torch.cat([t for t, _ in batches]), again[0][0])
