@@ -76,9 +76,12 @@ def test_train_resume_sample_eval(tmp_path, capsys):
 
     assert cli.main(["eval", "--model", str(run), "--data", "synthetic", "--max-batches", "2", "--draws", "2",
                      "--batch-size", "4"]) == 0
-    result = json.loads(capsys.readouterr().out)
+    report = json.loads(capsys.readouterr().out)
+    result = report["results"][report["primary"]]
     assert result["tokens"] == 2 * 4 * 16 and not result["exact"]
     assert 0 < result["bits_per_token"] < 10 and result["stderr_nats_per_token"] > 0
+    lo, hi = result["ci_bits_per_token"]
+    assert lo < result["bits_per_token"] < hi
 
 
 def test_ar_train_sample_eval(tmp_path, capsys):
@@ -93,7 +96,8 @@ def test_ar_train_sample_eval(tmp_path, capsys):
     assert [json.loads(line) for line in out_file.read_text().splitlines()] == rows
     capsys.readouterr()
     assert cli.main(["eval", "--model", str(run), "--data", "synthetic", "--max-batches", "1"]) == 0
-    assert json.loads(capsys.readouterr().out)["exact"] is True
+    report = json.loads(capsys.readouterr().out)
+    assert report["results"][report["primary"]]["exact"] is True
 
 
 def test_diffusion_sample(tmp_path, capsys):
