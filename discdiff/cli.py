@@ -246,6 +246,33 @@ def _prepare(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ bench
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _available_benchmarks() -> list[str]:
+    return sorted(p.stem.replace("_", "-") for p in BENCHMARKS.glob("*.py") if not p.stem.startswith("_"))
+
+
+def _bench_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="train-throughput, sampling, likelihood, sampling-quality or report (the scripts "
+                   "in benchmarks/ of a source checkout)")
+    p.add_argument("script_args", nargs=argparse.REMAINDER, metavar="...",
+                   help="passed to the benchmark, e.g. --quick --out out/bench (see `discdiff bench NAME --help`)")
+
+
+def _bench(args) -> int:
+    import subprocess
+
+    script = BENCHMARKS / f"{args.name.replace('-', '_')}.py"
+    if not script.is_file():
+        where = f"available: {_available_benchmarks()}" if BENCHMARKS.is_dir() else (
+            f"no benchmarks/ next to this installation ({BENCHMARKS}); run from a source checkout")
+        raise ValueError(f"unknown benchmark {args.name!r}; {where}")
+    return subprocess.run([sys.executable, str(script), *args.script_args]).returncode
+
+
 # ------------------------------------------------------------------ registry and entry point
 
 COMMANDS: dict[str, Command | Lazy | str] = {
@@ -257,6 +284,8 @@ COMMANDS: dict[str, Command | Lazy | str] = {
     "eval": Command("likelihood (an upper bound for diffusion, exact for AR) in bits per token",
                     _eval_arguments, _eval),
     "serve": Lazy("discdiff.serve.cli:SERVE", "the web demo for one trained model"),
+    "bench": Command("run a benchmark script (JSON + markdown table + plot); --quick for a smoke run",
+                     _bench_arguments, _bench),
 }
 
 

@@ -148,3 +148,12 @@ def test_sample_with_a_template_or_a_prompt_keeps_the_known_text(tmp_path, capsy
     capsys.readouterr()
     assert cli.main(["sample", *common, "--template", "to be{99}"]) == 2
     assert "blanks" in capsys.readouterr().err
+
+
+def test_bench_runs_a_benchmark_script_and_rejects_unknown_names(tmp_path, capsys):
+    assert cli.main(["bench", "no-such-bench"]) == 2
+    assert "sampling" in capsys.readouterr().err  # the error lists what exists
+    assert cli.main(["bench", "sampler-exactness", "--quick", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "sampler_exactness.json").read_text())
+    assert rows[0]["sampler"] == "p_data itself" and any(r["sampler"] == "first_hitting" for r in rows)
+    assert (tmp_path / "sampler_exactness.md").read_text().count("|") > 20
