@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from discdiff.data import prepare
-from discdiff.evaluation.likelihood import diffusion_nll, load_eval_data
+from discdiff.evaluation import diffusion_nll, load_eval_data
 from discdiff.sampling import Condition
 from discdiff.training import Trainer, from_pretrained, load_config
 
