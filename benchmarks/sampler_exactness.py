@@ -70,20 +70,55 @@ def markdown(rows: list[dict], steps: list[int], n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(rows: list[dict], path: pathlib.Path) -> None:
+    """TV against steps, one panel per graph, with the noise floor; needs matplotlib (the bench extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no plot: matplotlib is missing (pip install -e '.[bench]')")
+        return
+    cases = list(CASES)
+    fig, axes = plt.subplots(1, len(cases), figsize=(4.2 * len(cases), 3.4), sharey=True)
+    for ax, case in zip(axes, cases, strict=True):
+        for sampler in dict.fromkeys(r["sampler"] for r in rows if r["case"] == case):
+            pts = [(r["steps"], r["tv"]) for r in rows if r["case"] == case and r["sampler"] == sampler
+                   and r["steps"] and isinstance(r["tv"], float)]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=sampler)
+            elif sampler == "first_hitting":
+                ax.axhline(next(r["tv"] for r in rows if r["case"] == case and r["sampler"] == sampler),
+                           color="k", ls=":", label="first_hitting (any steps)")
+        ax.axhline(rows[0]["tv"], color="grey", ls="--", label="noise floor")
+        ax.set(xscale="log", yscale="log", title=case, xlabel="steps")
+    axes[0].set_ylabel("total variation to p_data")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="out/sampler_exactness", help="directory for the JSON and markdown")
     parser.add_argument("--quick", action="store_true", help="2,000 samples and two step counts")
     parser.add_argument("--n", type=int, default=20_000, help="samples per row")
     parser.add_argument("--steps", type=int, nargs="+", default=[2, 4, 8, 16, 64, 256], help="step counts")
+    parser.add_argument("--replot", action="store_true", help="re-render the table and plot from --out's JSON")
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.steps = 2000, [2, 8]
     torch.set_num_threads(1)
-    rows = run(args)
     out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sampler_exactness.json").write_text(json.dumps(rows, indent=1))
+    if args.replot:
+        rows = json.loads((out / "sampler_exactness.json").read_text())
+        args.steps = sorted({r["steps"] for r in rows if r["steps"]})
+    else:
+        rows = run(args)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sampler_exactness.json").write_text(json.dumps(rows, indent=1))
+    plot(rows, out / "sampler_exactness.png")
     (out / "sampler_exactness.md").write_text(markdown(rows, args.steps, args.n))
     print(markdown(rows, args.steps, args.n))
 

@@ -117,6 +117,35 @@ def markdown(rows: list[dict], meta: dict) -> str:
     return f"{meta['setup']}\n\n{head}{body}"
 
 
+def plot(rows: list[dict], path: pathlib.Path) -> None:
+    """Stacked bars: time in the model and the sampler's own time, per sampler and step count."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no plot: matplotlib is missing (pip install -e '.[bench]')")
+        return
+    labels = [f"{r['sampler']}\n" + (f"{r['steps']} steps, " if r["steps"] else "") + f"{r['nfe_per_row']} NFE/row"
+              for r in rows]
+    model = [r["model_s"] for r in rows]
+    own = [max(r["wall_s"] - r["model_s"], 0.0) for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 0.42 * len(rows) + 1.2))
+    y = range(len(rows))
+    ax.barh(y, model, label="model forward passes")
+    ax.barh(y, own, left=model, label="sampler's own work")
+    for i, r in enumerate(rows):
+        ax.text(r["wall_s"], i, f" {100 * r['overhead_vs_forward']:.1f}% of a forward per step", va="center",
+                fontsize=7)
+    ax.set_yticks(list(y), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds per batch")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="out/bench", help="directory for sampling.json and sampling.md")
@@ -129,20 +158,27 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[32, 128], help="step counts to try")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--repeats", type=int, default=2, help="runs per row; the fastest is reported")
+    parser.add_argument("--replot", action="store_true", help="re-render the table and plot from --out's JSON")
     args = parser.parse_args(argv)
     if args.quick:
         args.width, args.layers, args.length, args.batch, args.steps, args.repeats = 64, 1, 16, 4, [4, 8], 1
     torch.set_num_threads(args.threads)
+    out = pathlib.Path(args.out)
+    if args.replot:
+        saved = json.loads((out / "sampling.json").read_text())
+        (out / "sampling.md").write_text(markdown(saved["rows"], saved["meta"]))
+        plot(saved["rows"], out / "sampling.png")
+        return
     rows = run(args)
     meta = {
         "setup": f"V={args.vocab}, d={args.width}, {args.layers} layers, length {args.length}, batch "
         f"{args.batch}, {args.threads} threads, {platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}"
     }
-    out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sampling.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     (out / "sampling.md").write_text(markdown(rows, meta))
+    plot(rows, out / "sampling.png")
     print(markdown(rows, meta))
 
 
