@@ -255,6 +255,31 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(report: dict, path: Path) -> None:
+    """Tokens/s of every round per model (hollow: the round got < 90% of its CPU time), median and MFU."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"matplotlib is not installed: no {path.name} (pip install -e '.[bench]')")
+        return
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for i, r in enumerate(report["results"].values()):
+        for tps, share in zip(r["per_round_tokens_per_s"], r["per_round_cpu_share"], strict=True):
+            ax.plot(tps, i, "o", color="C0", fillstyle="full" if share >= 0.9 else "none")
+        ax.plot(r["tokens_per_s"], i, "|", color="C3", markersize=22, mew=2)
+        ax.text(r["tokens_per_s"], i + 0.3, f"median {r['tokens_per_s']:.0f} tok/s, MFU {100 * r['mfu']:.1f}%",
+                ha="center", fontsize=8)
+    ax.set_yticks(range(len(report["results"])), list(report["results"]))
+    ax.set_ylim(-0.6, len(report["results"]) - 0.2)
+    ax.set_xlabel(f"training tokens/s ({report['threads']} threads; matmul peak "
+                  f"{report['matmul_peak_gflops']:.0f} GFLOP/s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=None, help="directory for throughput.json and throughput.md")
@@ -279,7 +304,13 @@ def main(argv=None) -> None:
         default=0.0,
         help="before each round wait up to this many seconds for the host to go idle (shared hosts)",
     )
+    p.add_argument("--replot", action="store_true", help="re-render throughput.md/.png from --out's JSON")
     args = p.parse_args(argv)
+    if args.replot:
+        report = json.loads((args.out / "throughput.json").read_text())
+        (args.out / "throughput.md").write_text(markdown(report))
+        plot(report, args.out / "throughput.png")
+        return
     if args.quick:
         args.d_model, args.n_layers, args.n_heads, args.seq, args.batch = 64, 2, 2, 64, 4
         args.rounds, args.steps, args.warmup, args.matmul_n = 2, 1, 1, 512
@@ -292,6 +323,7 @@ def main(argv=None) -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "throughput.json").write_text(json.dumps(report, indent=2))
         (args.out / "throughput.md").write_text(md)
+        plot(report, args.out / "throughput.png")
 
 
 if __name__ == "__main__":
