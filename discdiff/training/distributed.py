@@ -16,23 +16,17 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from discdiff.data.loader import mix
+
 __all__ = ["Dist", "init_distributed", "seed_for"]
-
-_MASK64 = (1 << 64) - 1
-
 
 def seed_for(*values: int) -> int:
     """A 63-bit seed from integers (splitmix64), e.g. seed_for(global_seed, step, stream, index).
 
     Every random stream of a run derives from the one global seed this way, never from the rank alone.
+    The same mixing as the data loader's, so one function defines every seed of a run.
     """
-    x = 0x9E3779B97F4A7C15
-    for v in values:
-        x = (x ^ (int(v) & _MASK64)) & _MASK64
-        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-        x ^= x >> 31
-    return x >> 1
+    return mix(*values)
 
 
 @dataclass
