@@ -79,7 +79,8 @@ def make_objective(c: DiffusionConfig, diff: dd.Diffusion | None, vocab_size: in
     """objective(model, x0, mask, t, generator) -> per-sequence loss [B] in nats (an NLL bound, or exact for AR).
 
     `t` is this micro-batch's slice of one stratified draw over the global batch (see draw_times).
-    The model sees padding tokens as ordinary, un-noised context; they add nothing to the loss.
+    Padding adds nothing to the loss, and when a batch has any, the backbone gets `padding_mask` so no
+    real position attends to a pad token (an all-real batch keeps the fast unmasked attention path).
     """
     if diff is None:
 
@@ -90,6 +91,9 @@ def make_objective(c: DiffusionConfig, diff: dd.Diffusion | None, vocab_size: in
     objective = c.objective or diff.default_objective
 
     def diffusion_objective(model, x0, mask, t, generator):
+        if not bool(mask.all()):
+            backbone = model
+            model = lambda x_t, sigma_bar: backbone(x_t, sigma_bar, padding_mask=mask)  # noqa: E731
         return diff.loss(model, x0, objective, t=t, generator=generator, padding_mask=mask)
 
     return diffusion_objective

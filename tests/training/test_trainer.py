@@ -123,3 +123,25 @@ def test_records_with_padding(tmp_path):
     assert math.isfinite(result["val_loss"]) and result["tokens"] < 3 * 32 * 32
     assert (tmp_path / "run" / "pretrained" / "tokenizer").is_dir()
     assert from_pretrained(tmp_path / "run" / "pretrained").tokenizer is not None
+
+
+def test_pad_tokens_never_reach_the_loss_through_attention():
+    # Same real tokens, different tokens under the padding: the diffusion objective must not change,
+    # which needs both the loss mask and the backbone's attention mask.
+    import torch
+
+    from discdiff.training import DiffusionConfig, ModelConfig, build_diffusion, build_model
+    from discdiff.training.recipe import make_objective
+
+    cfg = DiffusionConfig(objective="t_dce")
+    diff = build_diffusion(cfg, 11)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(d_model=32, n_layers=1, n_heads=2), cfg, 11, 12)
+    objective = make_objective(cfg, diff, 11)
+    x0 = torch.randint(0, 11, (4, 12), generator=torch.Generator().manual_seed(1))
+    mask = torch.arange(12) < torch.tensor([12, 9, 5, 7])[:, None]
+    other = torch.where(mask, x0, (x0 + 3) % 11)
+    t = torch.full((4,), 0.6)
+    a = objective(model, x0, mask, t, torch.Generator().manual_seed(2))
+    b = objective(model, other, mask, t, torch.Generator().manual_seed(2))
+    assert torch.allclose(a, b, atol=1e-5)
