@@ -37,6 +37,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -200,6 +201,20 @@ def stratified_times(n: int, draws: int, low: float, generator: torch.Generator 
     return low + (1.0 - low) * strata
 
 
+def _attending_to_real_tokens(model, mask: Tensor):
+    """The model as the trainer calls it: a backbone that takes ``padding_mask`` gets it on padded batches
+    (as in training, so real positions never read pad tokens); any other model is called as it is."""
+    if bool(mask.all()):
+        return model
+    try:
+        params = inspect.signature(model.forward if isinstance(model, torch.nn.Module) else model).parameters
+    except (TypeError, ValueError):
+        return model
+    if "padding_mask" not in params:
+        return model
+    return lambda x_t, sigma_bar: model(x_t, sigma_bar, padding_mask=mask)
+
+
 def diffusion_nll(model, diffusion: Diffusion, data, objective: str | None = None, *, num_draws: int = 16,
                   seed: int = 0, batch_size: int = 32, device=None, confidence: float = 0.95) -> LikelihoodResult:
     """The NLL bound of ``objective`` (default: the diffusion's default) with a per-sequence stratified t.
@@ -223,8 +238,9 @@ def diffusion_nll(model, diffusion: Diffusion, data, objective: str | None = Non
         for tokens, mask in batches:
             x0, mask = tokens.to(device), mask.to(device)
             times = stratified_times(len(x0), num_draws, low, times_gen).to(device)
+            net = _attending_to_real_tokens(model, mask)
             draws = torch.stack([
-                diffusion.loss(model, x0, objective, t=times[:, d], generator=noise_gen, padding_mask=mask).double()
+                diffusion.loss(net, x0, objective, t=times[:, d], generator=noise_gen, padding_mask=mask).double()
                 for d in range(num_draws)
             ], dim=1)  # [B, D]
             means.append(draws.mean(1).cpu())

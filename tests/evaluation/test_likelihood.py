@@ -187,3 +187,18 @@ def test_load_eval_data_first_examples_in_order():
     assert [len(t) for t, _ in batches] == [2, 2, 1] and all(m.all() for _, m in batches)
     again = load_eval_data("synthetic", context=16, vocab_size=8, max_sequences=5, batch_size=5)
     assert torch.equal(torch.cat([t for t, _ in batches]), again[0][0])
+
+
+def test_padded_evaluation_is_blind_to_pad_tokens_like_training():
+    import discdiff as dd
+    from discdiff.evaluation import diffusion_nll
+    from discdiff.nn import DiffusionTransformer, TransformerConfig
+
+    torch.manual_seed(0)
+    model = DiffusionTransformer(TransformerConfig(num_states=8, d_model=32, n_layers=1, n_heads=2, max_len=10))
+    diff = dd.Diffusion(dd.Absorbing(7), dd.LogLinear(), "denoiser")
+    x0 = torch.randint(0, 7, (6, 10), generator=torch.Generator().manual_seed(1))
+    mask = torch.arange(10) < torch.tensor([10, 4, 7, 2, 9, 6])[:, None]
+    a = diffusion_nll(model, diff, [(x0, mask)], "t_dce", num_draws=3)
+    b = diffusion_nll(model, diff, [(torch.where(mask, x0, (x0 + 2) % 7), mask)], "t_dce", num_draws=3)
+    assert torch.allclose(a.per_sequence, b.per_sequence, atol=1e-6)
