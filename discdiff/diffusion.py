@@ -79,8 +79,8 @@ class Diffusion:
             raise ValueError(f"graph must be a discdiff Graph, got {type(graph).__name__}")
         if not isinstance(schedule, Schedule):
             raise ValueError(f"schedule must be a discdiff Schedule, got {type(schedule).__name__}")
-        if not 0.0 <= t_min < 1.0:
-            raise ValueError(f"t_min must lie in [0, 1), got {t_min}")
+        if not 0.0 < t_min < 1.0:
+            raise ValueError(f"t_min must lie in (0, 1): weights such as 1/t need t away from 0; got {t_min}")
         self.graph = graph
         self.schedule = schedule
         self.parameterization = get_parameterization(parameterization)

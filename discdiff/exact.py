@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -61,11 +62,15 @@ class ToyDistribution:
 
     @classmethod
     def random(cls, vocab_size: int, length: int, generator=None, concentration: float = 1.0):
-        """A Dirichlet(concentration) draw over the V^L sequences."""
-        gamma = torch.distributions.Gamma(concentration, 1.0)
-        # draw through the generator for reproducibility: Gamma via -log(U) sums is exact for alpha = 1
-        u = torch.rand(vocab_size**length, generator=generator, dtype=torch.float64)
-        weights = -torch.log(u) if concentration == 1.0 else gamma.sample((vocab_size**length,)).double()
+        """A Dirichlet(concentration) draw over the V^L sequences (normalised Gamma draws), from ``generator``."""
+        if not concentration > 0:
+            raise ValueError(f"concentration must be > 0, got {concentration}")
+        n = vocab_size**length
+        if concentration == 1.0:  # Gamma(1) is Exponential(1): -log U, straight from the generator
+            weights = -torch.log(torch.rand(n, generator=generator, dtype=torch.float64))
+        else:  # a numpy Gamma sampler seeded from the generator, so the draw still follows `generator`
+            seed = int(torch.randint(0, 2**62, (), generator=generator))
+            weights = torch.from_numpy(np.random.default_rng(seed).gamma(concentration, size=n))
         return cls(weights / weights.sum(), vocab_size, length)
 
     # --- clean data ---------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .sampling.categorical import sample_categorical
+from .categorical import sample_categorical
 
 __all__ = ["Graph", "Absorbing", "Uniform", "DenseGraph"]
 
@@ -81,8 +81,8 @@ class Graph(ABC):
             raise ValueError(
                 f"sigma_bar of shape {tuple(sigma.shape)} does not broadcast over tokens {tuple(x.shape)}"
             ) from None
-        if (sigma < 0).any():
-            raise ValueError("sigma_bar must be non-negative")
+        if not (sigma >= 0).all():  # also catches NaN
+            raise ValueError("sigma_bar must be non-negative (and not NaN)")
         return sigma
 
     # --- the rate matrix ------------------------------------------------------------------------
@@ -408,6 +408,9 @@ class DenseGraph(Graph):
             pi = torch.as_tensor(given, dtype=torch.float64)
             if pi.shape != (q.shape[0],) or (pi < 0).any() or abs(pi.sum().item() - 1) > 1e-6:
                 raise ValueError("stationary must be a probability vector of length S")
+            residual = (q @ pi).abs().max().item()
+            if residual > atol * max(1.0, q.abs().max().item()):
+                raise ValueError(f"stationary is not stationary for this rate matrix: |Q pi| reaches {residual:.3g}")
             return pi
         _, svals, vh = torch.linalg.svd(q)
         if svals[-2] < 1e3 * atol * max(1.0, svals[0].item()):
@@ -484,7 +487,8 @@ class DenseGraph(Graph):
     def staggered_score(self, score: Tensor, x: Tensor, delta) -> Tensor:
         delta = self.align_sigma(delta, x).to(torch.float64)
         score = score.scatter(-1, x[..., None], 1.0)
-        back = self._per_level(delta, lambda levels: torch.linalg.matrix_exp(-levels[:, None, None] * self._q))
+        back = self._per_level(
+            delta, lambda levels: torch.linalg.matrix_exp(-levels[:, None, None] * self._q.to(levels.device)))
         return (back @ score.to(torch.float64)[..., None]).squeeze(-1).to(score.dtype)
 
     def prior_probs(self, dtype=torch.float32, device=None) -> Tensor:

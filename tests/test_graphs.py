@@ -169,3 +169,12 @@ def test_bad_tokens_and_shapes_raise():
                                 torch.zeros(2, 3, dtype=torch.long), sigma)
     with pytest.raises(ValueError, match="broadcast"):
         g.transition_probs(torch.zeros(2, 3, dtype=torch.long), torch.ones(3))
+
+
+def test_more_validation():
+    with pytest.raises(ValueError, match="not stationary"):
+        dd.DenseGraph(dd.DenseGraph.ordinal(3).rate_matrix(), stationary=torch.tensor([1.0, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="NaN"):
+        dd.Absorbing(3).transition_probs(torch.zeros(2, dtype=torch.long), torch.tensor(float("nan")))
+    with pytest.raises(ValueError, match="t_min"):
+        dd.Diffusion(dd.Absorbing(3), dd.LogLinear(), t_min=0.0)

@@ -82,7 +82,7 @@ class ARWrapper(nn.Module):
                temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                device=None) -> torch.Tensor:
         """(num_samples, length) ids, drawn left to right in float64 (no KV cache: L forwards)."""
-        from discdiff.sampling.categorical import sample_from_logits
+        from discdiff.categorical import sample_from_logits
 
         if device is None:
             device = next(self.model.parameters()).device

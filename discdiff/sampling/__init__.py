@@ -18,9 +18,10 @@ from dataclasses import fields
 
 import torch
 
+from discdiff.categorical import NEG_INF, filter_logits, sample_categorical, sample_from_logits
+
 from .ancestral import Ancestral
 from .base import Evaluator, SampleOutput, Sampler, SamplerOptions
-from .categorical import NEG_INF, filter_logits, sample_categorical, sample_from_logits
 from .conditioning import Condition, infill_template
 from .confidence import Confidence
 from .euler import Euler
@@ -69,7 +70,7 @@ def sample(diffusion, model, num_samples: int, length: int, sampler: str = "ance
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
     impl = SAMPLERS[sampler]
     for name, value in (("num_samples", num_samples), ("length", length)):
-        if int(value) != value or value <= 0:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     opts = _options(impl, options)
     graph = diffusion.graph

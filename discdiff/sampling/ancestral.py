@@ -6,7 +6,9 @@ and stays masked otherwise; unmasked positions never change. The last step goes 
 every remaining position.
 
 Caching: a time-free denoiser's prediction depends on x_t only, so a row whose tokens did not change
-in a step reuses its last prediction. Rows are tracked one by one (one row's change never invalidates
+in a step reuses its last prediction. It is on by default for denoisers unless the model declares
+``config.time_conditioning`` (discdiff's DiffusionTransformer does); pass ``cache=False`` for any other
+model whose output depends on sigma_bar. Rows are tracked one by one (one row's change never invalidates
 another's cache), and only changed rows are sent to the model. With n steps and length l, the expected
 number of evaluations per row is about n (1 - (1 - 1/n)^l) under the log-linear schedule.
 """
@@ -24,12 +26,11 @@ class Ancestral(Sampler):
 
     def run(self, ev, x, opts, generator, record):
         mask_id = ev.graph.mask_id
-        cache = opts.cache
-        if cache is None:
-            cache = ev.diffusion.parameterization.name == "denoiser"
-        elif cache and ev.diffusion.parameterization.name != "denoiser":
-            raise ValueError("cache=True needs a time-free denoiser (parameterization='denoiser'); a score model "
-                             "depends on t, so its prediction cannot be reused across steps")
+        time_free = ev.diffusion.parameterization.name == "denoiser" and not ev.time_conditioned
+        cache = time_free if opts.cache is None else opts.cache
+        if cache and not time_free:
+            raise ValueError("cache=True needs a time-free denoiser (parameterization='denoiser', no "
+                             "time_conditioning); a prediction that depends on t cannot be reused across steps")
         grid = time_grid(opts.steps, 0.0)
         log_probs = None
         stale = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)

@@ -3,12 +3,15 @@ applies conditioning and guidance and counts model evaluations (NFE) per batch a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from .categorical import filter_logits, sample_categorical
+from discdiff.categorical import NEG_INF, filter_logits, sample_categorical
+from discdiff.schedules import Noise
+
 from .conditioning import Condition
 
 __all__ = ["SampleOutput", "SamplerOptions", "Evaluator", "time_grid"]
@@ -78,9 +81,18 @@ class Evaluator:
         self.options = options
         self.nfe = 0
         self.nfe_per_row = torch.zeros(batch_size, dtype=torch.long, device=device)
+        if not math.isfinite(guidance) or guidance < 0:
+            raise ValueError(f"guidance must be a finite weight >= 0, got {guidance}")
         if guidance and (condition is None or self.graph.mask_id is None):
             raise ValueError("guidance needs a Condition and an absorbing graph (the unconditional pass masks "
                              "the known positions)")
+
+    @property
+    def time_conditioned(self) -> bool:
+        """Whether the model declares that its output depends on sigma_bar (``config.time_conditioning``;
+        a DDP/FSDP wrapper's ``module`` is looked through)."""
+        model = getattr(self.model, "module", self.model)
+        return bool(getattr(getattr(model, "config", None), "time_conditioning", False))
 
     def _output(self, x: Tensor, sigma_bar: Tensor, rows: Tensor | None, kind: str) -> Tensor:
         param = self.diffusion.parameterization
@@ -142,7 +154,8 @@ def final_denoise(ev: Evaluator, x: Tensor, t: float, generator) -> Tensor:
     sigma_bar = sigma_bar.to(torch.get_default_dtype())
     score = ev.log_score(x, sigma_bar).exp()
     probs = graph.staggered_score(score, x, sigma_bar) * graph.transposed_transition(x, sigma_bar).to(score.dtype)
-    log_w = ev.filtered(probs.clamp_min(0).double().log()[..., : graph.num_clean_states])
+    probs = probs.double()[..., : graph.num_clean_states]
+    log_w = ev.filtered(torch.where(probs > 0, probs.clamp_min(1e-300).log(), NEG_INF))
     return ev.pin(ev.draw(torch.softmax(log_w, -1), generator))
 
 
@@ -159,8 +172,8 @@ def run_time_stepper(ev: Evaluator, x: Tensor, opts: SamplerOptions, generator, 
     return x
 
 
-def noise_at(ev: Evaluator, t: float, batch: int, device) -> tuple[Tensor, Tensor]:
-    """(sigma_bar [B], sigma [B]) at time t, in the default float dtype."""
+def noise_at(ev: Evaluator, t: float, batch: int, device) -> Noise:
+    """Noise(sigma_bar [B], sigma [B]) at time t, in the default float dtype."""
     noise = ev.diffusion.schedule(torch.full((batch,), t, dtype=torch.float64, device=device))
     dtype = torch.get_default_dtype()
-    return noise.total.to(dtype), noise.rate.to(dtype)
+    return Noise(noise.total.to(dtype), noise.rate.to(dtype))

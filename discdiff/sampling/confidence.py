@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Sampler, noise_at
+from .base import Sampler
 
 
 def _quota(masked_in_block: torch.Tensor, steps_left: int) -> torch.Tensor:
@@ -35,9 +35,9 @@ class Confidence(Sampler):
     def run(self, ev, x, opts, generator, record):
         block_length, threshold, remasking, greedy = (opts.extra[k] for k in self.extras)
         length = x.shape[1]
-        block_length = block_length or length
-        if not 0 < block_length <= length:
-            raise ValueError(f"block_length must lie in [1, {length}], got {block_length}")
+        block_length = length if block_length is None else block_length
+        if isinstance(block_length, bool) or not isinstance(block_length, int) or not 0 < block_length <= length:
+            raise ValueError(f"block_length must be an integer in [1, {length}], got {block_length!r}")
         if remasking not in ("low_confidence", "random"):
             raise ValueError(f"remasking must be 'low_confidence' or 'random', got {remasking!r}")
         if threshold is not None and not 0.0 < threshold < 1.0:
@@ -46,7 +46,6 @@ class Confidence(Sampler):
         if threshold is None and opts.steps < num_blocks:
             raise ValueError(f"steps ({opts.steps}) must be >= the number of blocks ({num_blocks})")
         steps_per_block = max(opts.steps // num_blocks, 1)
-        sigma_bar, _ = noise_at(ev, 1.0, x.shape[0], x.device)  # time-free use: the model sees full noise
         positions = torch.arange(length, device=x.device)
         for b in range(num_blocks):
             in_block = (positions >= b * block_length) & (positions < (b + 1) * block_length)
@@ -56,6 +55,10 @@ class Confidence(Sampler):
                 rows = masked.any(-1).nonzero().squeeze(-1)
                 if rows.numel() == 0:
                     break
+                # a time-conditioned model sees the noise level its masked fraction implies
+                frac = (x[rows] == ev.graph.mask_id).double().mean(-1).clamp(1.0 / length, 1 - 1e-6)
+                sigma_bar = torch.zeros(x.shape[0], device=x.device)
+                sigma_bar[rows] = (-torch.log1p(-frac)).to(sigma_bar.dtype)
                 x = self._step(ev, x, rows, masked[rows], sigma_bar, generator,
                                threshold, remasking, greedy, max(steps_per_block - step, 1))
                 step += 1

@@ -145,8 +145,11 @@ def test_diffusion_vs_ar_on_identical_data(toy, toy_data):
     bound = diffusion_nll(toy.denoiser_model(dd.Absorbing(3)), diff, toy_data, "k_dce", num_draws=2)
     exact = ar_nll(ar, toy_data)
     cmp = compare(bound, exact)
-    assert cmp.ratio == pytest.approx(bound.nats_per_token / exact.nats_per_token)
-    assert cmp.ci_ratio[0] < cmp.ratio < cmp.ci_ratio[1]
+    # the exact toy model (entropy ~1.02 nats/token) beats an untrained AR (~log 3 = 1.10 per token): the
+    # paired interval of the ratio must say so, and must contain the ratio of the true values
+    assert cmp.ci_ratio[1] < 1.0
+    truth = (toy.entropy() / 3) / exact.nats_per_token
+    assert cmp.ci_ratio[0] < truth < cmp.ci_ratio[1]
     with pytest.raises(ValueError, match="different data"):
         compare(bound, ar_nll(ar, toy_data[:100]))
 

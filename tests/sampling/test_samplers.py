@@ -230,3 +230,54 @@ def test_callback_sees_every_state_and_can_stop_sampling():
 
     with pytest.raises(Stop):
         diff.sample(PositionModel(6, 8), 2, 8, "ancestral", steps=10, callback=stop_at_three)
+
+
+class TimedPositionModel(PositionModel):
+    """A denoiser whose logits depend on sigma_bar, and which says so (config.time_conditioning)."""
+
+    class config:  # noqa: N801 - mimics DiffusionTransformer.config
+        time_conditioning = True
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.seen = []
+
+    def forward(self, x_t, sigma_bar):
+        self.seen.append(sigma_bar.detach().clone())
+        return super().forward(x_t, sigma_bar) * (1 + 3 * torch.exp(-sigma_bar))[:, None, None]
+
+
+def test_time_conditioned_denoisers_are_never_cached_by_default():
+    g = dd.Absorbing(5)
+    diff = dd.Diffusion(g, dd.LogLinear(), "denoiser")
+    model = TimedPositionModel(6, 12)
+    default = diff.sample(model, 40, 12, "ancestral", steps=32, generator=torch.Generator().manual_seed(0))
+    fresh = diff.sample(model, 40, 12, "ancestral", steps=32, cache=False, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(default.samples, fresh.samples) and torch.equal(default.nfe_per_row, fresh.nfe_per_row)
+    with pytest.raises(ValueError, match="time-free"):
+        diff.sample(model, 4, 12, "ancestral", steps=8, cache=True)
+
+
+def test_confidence_tells_a_time_conditioned_model_the_noise_level():
+    g = dd.Absorbing(5)
+    model = TimedPositionModel(6, 8)
+    dd.Diffusion(g, dd.LogLinear(), "denoiser").sample(model, 3, 8, "confidence", steps=8,
+                                                        generator=torch.Generator().manual_seed(0))
+    levels = [s[0].item() for s in model.seen]
+    assert len(levels) == 8 and levels == sorted(levels, reverse=True) and levels[0] > levels[-1] > 0
+    # masked fraction 1 - k/8 before step k: sigma_bar = -log(1 - fraction), the top clamped below 1
+    assert levels[1] == pytest.approx(-math.log(1 - 7 / 8), rel=1e-5)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"num_samples": 2.0}, "num_samples"),
+    ({"guidance": float("nan")}, "guidance"),
+    ({"guidance": -1.0}, "guidance"),
+    ({"sampler": "confidence", "block_length": 0}, "block_length"),
+    ({"sampler": "confidence", "block_length": 2.5}, "block_length"),
+])
+def test_more_bad_input(kwargs, match):
+    g = dd.Absorbing(3)
+    args = {"num_samples": 3, "length": 4, "sampler": "ancestral"} | kwargs
+    with pytest.raises(ValueError, match=match):
+        dd.Diffusion(g, dd.LogLinear(), "denoiser").sample(PositionModel(4, 4), **args)
