@@ -19,12 +19,14 @@ from .judge import (
     GenerativePerplexity,
     HFJudge,
     JudgeScores,
+    UnigramEntropy,
     generative_perplexity,
     unigram_entropy,
 )
 from .likelihood import (
     Comparison,
     Evaluation,
+    Interval,
     LikelihoodResult,
     ar_nll,
     compare,
@@ -34,6 +36,8 @@ from .likelihood import (
 )
 
 __all__ = [
+    "Interval",
+    "UnigramEntropy",
     "ARJudge",
     "Comparison",
     "Evaluation",

@@ -34,9 +34,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+from .likelihood import Interval
 
 __all__ = ["ARJudge", "GenerativePerplexity", "HFJudge", "JudgeScores", "generative_perplexity",
            "unigram_entropy", "JUDGE_INSTALL_HINT"]
@@ -194,7 +197,14 @@ def _import_judge_deps():
 # ------------------------------------------------------------------ reports
 
 
-def unigram_entropy(samples, padding_mask: Tensor | None = None) -> tuple[float, float]:
+class UnigramEntropy(NamedTuple):
+    """``per_sample``: mean over samples of each sample's own token entropy; ``pooled``: of all tokens (nats)."""
+
+    per_sample: float
+    pooled: float
+
+
+def unigram_entropy(samples, padding_mask: Tensor | None = None) -> UnigramEntropy:
     """(mean over samples of each sample's unigram entropy, entropy of all samples' tokens pooled), in nats.
 
     A collapsed sampler (repeating a few tokens) has a low per-sample entropy whatever its gen-PPL.
@@ -208,7 +218,7 @@ def unigram_entropy(samples, padding_mask: Tensor | None = None) -> tuple[float,
     per_sample = []
     for row, m in zip(samples, mask, strict=True):
         per_sample.append(_entropy(torch.bincount(row[m], minlength=size)))
-    return sum(per_sample) / len(per_sample), _entropy(torch.bincount(samples[mask], minlength=size))
+    return UnigramEntropy(sum(per_sample) / len(per_sample), _entropy(torch.bincount(samples[mask], minlength=size)))
 
 
 def _entropy(counts: Tensor) -> float:
@@ -225,7 +235,7 @@ class GenerativePerplexity:
     samples: int
     judge_tokens: int
     nll_nats_per_token: float
-    ci_nll_nats_per_token: tuple[float, float]
+    ci_nll_nats_per_token: Interval
     unigram_entropy: float  # nats, mean over samples of the per-sample entropy of the sample's own tokens
     pooled_entropy: float  # nats, over all samples' tokens together
 
@@ -234,9 +244,9 @@ class GenerativePerplexity:
         return math.exp(self.nll_nats_per_token)
 
     @property
-    def ci_perplexity(self) -> tuple[float, float]:
+    def ci_perplexity(self) -> Interval:
         lo, hi = self.ci_nll_nats_per_token
-        return math.exp(lo), math.exp(hi)
+        return Interval(math.exp(lo), math.exp(hi))
 
     def to_dict(self) -> dict:
         return {"judge": self.judge, "categorical": self.categorical, "samples": self.samples,
@@ -281,4 +291,4 @@ def generative_perplexity(samples, judge, *, categorical: str, tokenizer=None, p
     nats = float(scores.nll.sum() / scores.tokens.sum())
     half = _z(confidence) * _ratio_stderr(scores.nll, scores.tokens.double())
     return GenerativePerplexity(judge.name, categorical, len(samples), int(scores.tokens.sum()), nats,
-                                (nats - half, nats + half), entropy, pooled)
+                                Interval(nats - half, nats + half), entropy, pooled)

@@ -41,6 +41,7 @@ import inspect
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -51,6 +52,7 @@ from .data import as_batches, data_hash
 
 __all__ = [
     "Comparison",
+    "Interval",
     "Evaluation",
     "LikelihoodResult",
     "ar_nll",
@@ -61,6 +63,13 @@ __all__ = [
 ]
 
 LN2 = math.log(2.0)
+
+
+class Interval(NamedTuple):
+    """A confidence interval: ``low`` and ``high`` (unpacks as ``lo, hi = interval``)."""
+
+    low: float
+    high: float
 
 
 def _z(confidence: float) -> float:
@@ -110,36 +119,36 @@ class LikelihoodResult:
         return float(self.mc_variance.sum().sqrt() / self.lengths.sum())
 
     @property
-    def ci_nats_per_token(self) -> tuple[float, float]:
+    def ci_nats_per_token(self) -> Interval:
         half = _z(self.confidence) * self.stderr_nats_per_token
-        return self.nats_per_token - half, self.nats_per_token + half
+        return Interval(self.nats_per_token - half, self.nats_per_token + half)
 
     @property
     def bits_per_token(self) -> float:
         return self.nats_per_token / LN2
 
     @property
-    def ci_bits_per_token(self) -> tuple[float, float]:
+    def ci_bits_per_token(self) -> Interval:
         lo, hi = self.ci_nats_per_token
-        return lo / LN2, hi / LN2
+        return Interval(lo / LN2, hi / LN2)
 
     @property
     def perplexity(self) -> float:
         return math.exp(self.nats_per_token)
 
     @property
-    def ci_perplexity(self) -> tuple[float, float]:
+    def ci_perplexity(self) -> Interval:
         lo, hi = self.ci_nats_per_token
-        return math.exp(lo), math.exp(hi)
+        return Interval(math.exp(lo), math.exp(hi))
 
     @property
     def nats_per_sequence(self) -> float:
         return float(self.per_sequence.mean())
 
     @property
-    def ci_nats_per_sequence(self) -> tuple[float, float]:
+    def ci_nats_per_sequence(self) -> Interval:
         half = _z(self.confidence) * float(self.per_sequence.std() / math.sqrt(self.sequences))
-        return self.nats_per_sequence - half, self.nats_per_sequence + half
+        return Interval(self.nats_per_sequence - half, self.nats_per_sequence + half)
 
     def to_dict(self) -> dict:
         """Plain numbers for JSON (the per-sequence tensors are left out)."""
@@ -292,9 +301,9 @@ class Comparison:
     a: str
     b: str
     difference: float
-    ci_difference: tuple[float, float]
+    ci_difference: Interval
     ratio: float
-    ci_ratio: tuple[float, float]
+    ci_ratio: Interval
     agree: bool
 
     def to_dict(self) -> dict:
@@ -317,8 +326,8 @@ def compare(a: LikelihoodResult, b: LikelihoodResult, confidence: float | None =
     resid = (a.per_sequence - ratio * b.per_sequence) / b.per_sequence.mean()
     n = len(resid)
     ratio_half = z * float((resid.square().sum() / (n * (n - 1))).sqrt()) if n > 1 else math.nan
-    return Comparison(a.estimator, b.estimator, diff, (diff - half, diff + half), ratio,
-                      (ratio - ratio_half, ratio + ratio_half), abs(diff) <= half)
+    return Comparison(a.estimator, b.estimator, diff, Interval(diff - half, diff + half), ratio,
+                      Interval(ratio - ratio_half, ratio + ratio_half), abs(diff) <= half)
 
 
 @dataclass(frozen=True)
