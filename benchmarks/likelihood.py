@@ -20,7 +20,6 @@ Writes likelihood.json, likelihood.md and likelihood.png to ``--out``; models (s
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import pathlib
 import platform
@@ -30,6 +29,8 @@ import tempfile
 import time
 
 import torch
+
+from discdiff.evaluation.results import pyplot, save_results
 
 KINDS = {  # name -> (diffusion config, model config overrides); the backbone size is shared
     "masked-tdce": ({"graph": "absorbing", "schedule": "loglinear", "parameterization": "denoiser",
@@ -179,13 +180,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
 
 
 def plot(rows: list[dict], path: pathlib.Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print(f"matplotlib is not installed: no {path.name} (pip install matplotlib)")
+    plt = pyplot(path)
+    if plt is None:
         return
     corpora = list(dict.fromkeys(r["corpus"] for r in rows))
     fig, axes = plt.subplots(1, len(corpora), figsize=(4.2 * len(corpora), 3.6), squeeze=False)
@@ -268,11 +264,7 @@ def main(argv=None) -> list[dict]:
         "command": "python benchmarks/likelihood.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "total_s": round(time.perf_counter() - start, 1),
     }
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "likelihood.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=_json))
-    (out / "likelihood.md").write_text(markdown(rows, meta))
-    plot(rows, out / "likelihood.png")
+    save_results(args.out, "likelihood", rows, meta, markdown, plot, default=_json)
     print(markdown(rows, meta))
     return rows
 

@@ -18,6 +18,7 @@ import pathlib
 import torch
 
 import discdiff as dd
+from discdiff.evaluation.results import pyplot
 from discdiff.exact import ToyDistribution, _index
 
 CASES = {
@@ -72,13 +73,8 @@ def markdown(rows: list[dict], steps: list[int], n: int) -> str:
 
 def plot(rows: list[dict], path: pathlib.Path) -> None:
     """TV against steps, one panel per graph, with the noise floor; needs matplotlib (the bench extra)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("no plot: matplotlib is missing (pip install -e '.[bench]')")
+    plt = pyplot(path)
+    if plt is None:
         return
     cases = list(CASES)
     fig, axes = plt.subplots(1, len(cases), figsize=(4.2 * len(cases), 3.4), sharey=True)

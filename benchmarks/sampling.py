@@ -26,6 +26,7 @@ import time
 import torch
 
 import discdiff as dd
+from discdiff.evaluation.results import pyplot, save_results
 from discdiff.nn import DiffusionTransformer, TransformerConfig
 
 
@@ -119,13 +120,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
 
 def plot(rows: list[dict], path: pathlib.Path) -> None:
     """Stacked bars: time in the model and the sampler's own time, per sampler and step count."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("no plot: matplotlib is missing (pip install -e '.[bench]')")
+    plt = pyplot(path)
+    if plt is None:
         return
     labels = [f"{r['sampler']}\n" + (f"{r['steps']} steps, " if r["steps"] else "") + f"{r['nfe_per_row']} NFE/row"
               for r in rows]
@@ -175,11 +171,7 @@ def main(argv=None) -> None:
         f"{args.batch}, {args.threads} threads, {platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}"
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sampling.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    (out / "sampling.md").write_text(markdown(rows, meta))
-    plot(rows, out / "sampling.png")
-    print(markdown(rows, meta))
+    print(save_results(out, "sampling", rows, meta, markdown, plot))
 
 
 if __name__ == "__main__":

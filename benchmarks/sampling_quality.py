@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import pathlib
 import platform
 import sys
 import time
 
 import torch
+
+from discdiff.evaluation.results import pyplot, save_results
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -175,13 +176,8 @@ def mark_pareto(rows: list[dict]) -> None:
 
 
 def plot(rows: list[dict], path: pathlib.Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print(f"matplotlib is not installed: no {path.name} (pip install matplotlib)")
+    plt = pyplot(path)
+    if plt is None:
         return
     judge = next(iter(rows[0]["judges"]))
     data = next((r for r in rows if r["nfe"] == 0), None)
@@ -257,12 +253,7 @@ def main(argv=None) -> list[dict]:
         "command": "python benchmarks/sampling_quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "total_s": round(time.perf_counter() - start, 1),
     }
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sampling_quality.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    (out / "sampling_quality.md").write_text(markdown(rows, meta))
-    plot(rows, out / "sampling_quality.png")
-    print(markdown(rows, meta))
+    print(save_results(args.out, "sampling_quality", rows, meta, markdown, plot))
     return rows
 
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 import discdiff as dd
+from discdiff.evaluation.results import pyplot
 from discdiff.nn import ARWrapper, DiffusionTransformer, TransformerConfig
 
 
@@ -257,13 +258,8 @@ def markdown(report: dict) -> str:
 
 def plot(report: dict, path: Path) -> None:
     """Tokens/s of every round per model (hollow: the round got < 90% of its CPU time), median and MFU."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print(f"matplotlib is not installed: no {path.name} (pip install -e '.[bench]')")
+    plt = pyplot(path)
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(7, 3.2))
     for i, r in enumerate(report["results"].values()):
