@@ -26,8 +26,10 @@ class DenseGraph(Graph):
 
         >>> import torch, discdiff as dd
         >>> g = dd.DenseGraph.ordinal(4)     # grey levels that diffuse to their neighbours
-        >>> g.transition_probs(torch.tensor([0]), torch.tensor([0.0]))
+        >>> g.transition_probs(torch.tensor([0]), torch.tensor([0.0])).round(decimals=6)   # clean at sigma_bar 0
         tensor([[1., 0., 0., 0.]])
+        >>> g.transition_probs(torch.tensor([0]), torch.tensor([50.0])).round(decimals=3)  # uniform at the end
+        tensor([[0.2500, 0.2500, 0.2500, 0.2500]])
     """
 
     def __init__(self, rate_matrix: Tensor, stationary: Tensor | None = None, atol: float = 1e-6):

@@ -24,19 +24,8 @@ from discdiff.nn.transformer import ModelConfig
 
 from . import choices
 
-__all__ = [
-    "DataConfig",
-    "DTYPES",
-    "DiffusionConfig",
-    "ModelConfig",
-    "OptimConfig",
-    "TrainConfig",
-    "apply_overrides",
-    "config_from_dict",
-    "config_to_dict",
-    "load_config",
-    "valid_keys",
-]
+__all__ = ["DTYPES", "DataConfig", "DiffusionConfig", "ModelConfig", "OptimConfig", "TrainConfig", "apply_overrides",
+           "config_from_dict", "config_to_dict", "load_config", "valid_keys"]
 
 
 #: raw token-file dtypes data.dtype may name
