@@ -25,7 +25,7 @@ from discdiff.nn.transformer import ModelConfig
 from . import choices
 
 __all__ = ["DTYPES", "DataConfig", "DiffusionConfig", "ModelConfig", "OptimConfig", "TrainConfig", "apply_overrides",
-           "config_from_dict", "config_to_dict", "load_config", "valid_keys"]
+           "config_from_dict", "config_to_dict", "load_config", "upgrade_saved_diffusion", "valid_keys"]
 
 
 #: raw token-file dtypes data.dtype may name
@@ -226,6 +226,14 @@ class TrainConfig:
                "auto, cpu, cuda, cuda:N or mps", self.device)
         _one_of("precision", self.precision, ("auto", "fp32", "bf16"))
         _one_of("parallel", self.parallel, ("ddp", "fsdp"))
+
+
+def upgrade_saved_diffusion(d: dict) -> dict:
+    """A diffusion section saved before options were per schedule (pretrained format 1, old checkpoints):
+    those always held eps, sigma_min and sigma_max; drop the ones its schedule (or kind 'ar') does not take."""
+    schedule = choices.SCHEDULES.get(d.get("schedule", "loglinear"))
+    takes = schedule.options if schedule is not None and d.get("kind", "diffusion") != "ar" else ()
+    return {k: v for k, v in d.items() if k not in ("eps", "sigma_min", "sigma_max") or k in takes}
 
 
 # ------------------------------------------------------------------ range checks

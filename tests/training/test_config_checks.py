@@ -124,3 +124,19 @@ def test_options_that_do_not_apply_are_refused(overrides, message):
     with pytest.raises(ValueError) as err:
         load_config(None, overrides)
     assert message in str(err.value) and str(err.value).startswith("diffusion.")
+
+
+def test_diffusion_sections_saved_by_older_versions_still_load():
+    from dataclasses import asdict
+
+    from discdiff.training import DiffusionConfig, config_from_dict
+    from discdiff.training.config import upgrade_saved_diffusion
+
+    old_defaults = {"eps": 1e-3, "sigma_min": 1e-4, "sigma_max": 20.0}
+    for saved, kept in [({"schedule": "loglinear"}, {"eps"}), ({"schedule": "geometric"}, {"sigma_min", "sigma_max"}),
+                        ({"kind": "ar"}, set())]:
+        section = {**asdict(DiffusionConfig()), **saved, **old_defaults}
+        with pytest.raises(ValueError, match="does not apply"):
+            config_from_dict(section, DiffusionConfig)
+        upgraded = config_from_dict(upgrade_saved_diffusion(section), DiffusionConfig)
+        assert {k for k in old_defaults if getattr(upgraded, k) is not None} == kept
