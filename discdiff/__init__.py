@@ -3,10 +3,12 @@
     import discdiff as dd
     g = dd.Absorbing(vocab_size=V)                 # or dd.Uniform(V), dd.DenseGraph(Q)
     diff = dd.Diffusion(g, dd.LogLinear(), parameterization="denoiser")
+    ar = dd.Autoregressive(vocab_size=V)           # the left-to-right baseline: same loss / nll / sample
     loss = diff.loss(model, x0).mean()             # nats per sequence; an NLL bound
 """
 
 from . import losses
+from .autoregressive import Autoregressive
 from .diffusion import Diffusion, NLLEstimate, stratified_uniform
 from .graphs import Absorbing, DenseGraph, Graph, Uniform
 from .parameterization import get_parameterization
@@ -16,6 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Absorbing",
+    "Autoregressive",
     "Cosine",
     "DenseGraph",
     "Diffusion",

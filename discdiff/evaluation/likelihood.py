@@ -361,7 +361,7 @@ def evaluate(pretrained, data, *, objectives: Iterable[str] | None = None, num_d
     any-order bound on an absorbing graph), all on the same batches, with paired agreement checks.
     """
     batches = as_batches(data, batch_size)
-    if pretrained.diffusion is None:
+    if not isinstance(pretrained.diffusion, Diffusion):  # the AR baseline (discdiff.Autoregressive)
         result = ar_nll(pretrained.model, batches, vocab_size=pretrained.config["vocab_size"], device=device,
                         confidence=confidence)
         return Evaluation({result.estimator: result}, [], True)

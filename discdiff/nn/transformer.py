@@ -18,7 +18,7 @@ which is exactly the model contract of `discdiff.Diffusion`: log concrete scores
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -27,17 +27,20 @@ from torch import nn
 from .layers import NoiseEmbedding, Norm, rotary_qkv, rotary_table
 
 
-@dataclass
-class TransformerConfig:
-    # Input vocabulary size S *including* MASK (absorbing graph: V + 1). Ids must lie in [0, S).
-    num_states: int
-    # Output width; None means S. A denoiser may predict only the V data tokens (output_size=V).
-    output_size: int | None = None
+@dataclass(kw_only=True)
+class ModelConfig:
+    """The architecture a user chooses: the `model:` section of a training config (discdiff.training).
+
+    Every field below is a knob; what the data and the diffusion decide (the number of states, the
+    output width, causality, SEDD's output scaling) is added by TransformerConfig.
+    """
+
     d_model: int = 256
     n_layers: int = 6
     n_heads: int = 4
     # Longest sequence the rotary tables cover; longer inputs are a ValueError, not silent extrapolation.
-    max_len: int = 1024
+    # None: the data context (training fills it in; the model never sees longer sequences there).
+    max_len: int | None = None
     # MLP hidden width = mlp_ratio * d_model.
     mlp_ratio: float = 4.0
     # 0.0 means no dropout calls at all: at p=0 a dropout module still draws masks (~5% of a CPU step).
@@ -47,13 +50,8 @@ class TransformerConfig:
     time_conditioning: bool = False
     # Width of the noise-level embedding fed to every block's adaLN (SEDD uses 128).
     cond_dim: int = 128
-    # Causal attention: the autoregressive baseline built from the same blocks (see discdiff.nn.ARWrapper).
-    causal: bool = False
     # Share the token embedding with the output head (requires output_size == num_states).
     tie_weights: bool = False
-    # SEDD's output sigma-scaling for the absorbing graph: raw - log(e^sigma_bar - 1) - log(S - 1), and the
-    # entry at the current token set to 0. It makes the initial score the exact score of an all-uniform x0.
-    sedd_absorb_scale: bool = False
     # "layernorm" or "rmsnorm" (pre-norm).
     norm: str = "layernorm"
     # Biases in the linear layers and LayerNorms. Off by default (as in LLaMA, nanoGPT's advice): each
@@ -63,23 +61,50 @@ class TransformerConfig:
     rope_base: float = 10_000.0
 
     def __post_init__(self) -> None:
-        if self.num_states < 2:
-            raise ValueError(f"num_states must be >= 2, got {self.num_states}")
+        # Messages start with the field's name: a training config prefixes its section ("model.").
+        for name in ("d_model", "n_layers", "n_heads", "cond_dim"):
+            _at_least(name, getattr(self, name), 1)
+        if self.max_len is not None:
+            _at_least("max_len", self.max_len, 1)
         if self.d_model % self.n_heads != 0:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if (self.d_model // self.n_heads) % 2 != 0:
-            raise ValueError(f"head dim {self.d_model // self.n_heads} must be even for rotary positions")
+            raise ValueError(f"d_model / n_heads = {self.d_model // self.n_heads} (the head dim) must be even "
+                             f"for rotary positions")
+        if not self.mlp_ratio > 0:
+            raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.norm not in ("layernorm", "rmsnorm"):
+            raise ValueError(f"norm must be 'layernorm' or 'rmsnorm', got {self.norm!r}")
+        if not self.rope_base > 0:
+            raise ValueError(f"rope_base must be > 0, got {self.rope_base}")
+
+
+@dataclass(kw_only=True)
+class TransformerConfig(ModelConfig):
+    """A ModelConfig plus what the data and the diffusion decide (discdiff.training fills these in)."""
+
+    # Input vocabulary size S *including* MASK (absorbing graph: V + 1). Ids must lie in [0, S).
+    num_states: int
+    # Output width; None means S. A denoiser may predict only the V data tokens (output_size=V).
+    output_size: int | None = None
+    # Causal attention: the autoregressive baseline built from the same blocks (see discdiff.Autoregressive).
+    causal: bool = False
+    # SEDD's output sigma-scaling for the absorbing graph: raw - log(e^sigma_bar - 1) - log(S - 1), and the
+    # entry at the current token set to 0. It makes the initial score the exact score of an all-uniform x0.
+    sedd_absorb_scale: bool = False
+    max_len: int = 1024
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _at_least("num_states", self.num_states, 2)
+        if self.output_size is not None:
+            _at_least("output_size", self.output_size, 1)
         if self.tie_weights and self.out_size != self.num_states:
             raise ValueError("tie_weights needs output_size == num_states")
         if self.sedd_absorb_scale and self.out_size != self.num_states:
             raise ValueError("sedd_absorb_scale needs output_size == num_states (one score per state)")
-        if self.norm not in ("layernorm", "rmsnorm"):
-            raise ValueError(f"norm must be 'layernorm' or 'rmsnorm', got {self.norm!r}")
-        for name in ("n_layers", "n_heads", "max_len", "d_model", "cond_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     @property
     def out_size(self) -> int:
@@ -88,13 +113,10 @@ class TransformerConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> TransformerConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown TransformerConfig keys: {sorted(unknown)}")
-        return cls(**d)
+
+def _at_least(name: str, value: int, low: int) -> None:
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
 
 
 class SelfAttention(nn.Module):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from discdiff.autoregressive import Autoregressive
 from discdiff.sampling import SAMPLERS, SamplerOptions, infill_template
 
 from .template import TemplateError, template_ids
@@ -117,7 +118,7 @@ class Engine:
 
     def __init__(self, model, diffusion, tokenizer, limits: Limits | None = None, *, name: str = "model",
                  device: str | torch.device = "cpu", context: int | None = None):
-        if diffusion is None:
+        if diffusion is None or isinstance(diffusion, Autoregressive):
             raise ValueError("the demo shows diffusion models; this checkpoint is the autoregressive baseline")
         self.model, self.diffusion, self.tokenizer = model, diffusion, tokenizer
         self.graph = diffusion.graph

@@ -10,44 +10,35 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 import discdiff as dd
-from discdiff.nn import ARWrapper, DiffusionTransformer, TransformerConfig
+from discdiff.nn import DiffusionTransformer, TransformerConfig
 
+from . import choices
 from .checkpoint import load_weights, save_weights, write_atomic
 from .config import DiffusionConfig, ModelConfig, config_from_dict
 
-__all__ = ["Pretrained", "build_diffusion", "build_model", "from_pretrained", "make_objective", "save_pretrained"]
-
-SCHEDULES = {
-    "loglinear": lambda c: dd.LogLinear(eps=c.eps),
-    "geometric": lambda c: dd.Geometric(sigma_min=c.sigma_min, sigma_max=c.sigma_max),
-    "linear": lambda c: dd.Linear(),
-    "cosine": lambda c: dd.Cosine(eps=c.eps),
-}
-GRAPHS = {"absorbing": dd.Absorbing, "uniform": dd.Uniform}
+__all__ = ["Pretrained", "build_diffusion", "build_graph", "build_model", "from_pretrained", "make_objective",
+           "save_pretrained"]
 
 
 def transformer_config(model: ModelConfig, diffusion: DiffusionConfig, vocab_size: int, context: int):
-    """The backbone's full config: states, output width and causality follow from what is trained."""
+    """The backbone's full config: the model section plus what the data and the diffusion decide
+    (states, causality, SEDD's head; max_len defaults to the data context)."""
     if diffusion.kind == "ar":
-        num_states, causal = vocab_size + 1, True  # id vocab_size is BOS (see discdiff.nn.ar)
-    elif diffusion.kind == "diffusion":
-        num_states, causal = _graph(diffusion, vocab_size).num_states, False
+        num_states, causal = dd.Autoregressive(vocab_size).num_states, True  # BOS = id vocab_size
     else:
-        raise ValueError(f"diffusion.kind must be 'diffusion' or 'ar', got {diffusion.kind!r}")
-    fields = {k: v for k, v in vars(model).items() if k != "max_len"}
+        num_states, causal = vocab_size + choices.GRAPHS[diffusion.graph].extra_states, False
     return TransformerConfig(
+        **{**asdict(model), "max_len": model.max_len or context},
         num_states=num_states,
-        max_len=model.max_len or context,
         causal=causal,
         sedd_absorb_scale=diffusion.sedd_absorb_scale,
-        **fields,
     )
 
 
@@ -55,53 +46,55 @@ def build_model(model: ModelConfig, diffusion: DiffusionConfig, vocab_size: int,
     return DiffusionTransformer(transformer_config(model, diffusion, vocab_size, context))
 
 
-def _graph(c: DiffusionConfig, vocab_size: int):
-    if c.graph not in GRAPHS:
-        raise ValueError(f"diffusion.graph must be one of {sorted(GRAPHS)}, got {c.graph!r}")
-    return GRAPHS[c.graph](vocab_size)
+def build_graph(c: DiffusionConfig, vocab_size: int, root: str | Path | None = None) -> dd.Graph:
+    """The graph a config names (see choices.GRAPHS); matrix files are read relative to ``root``."""
+    choice = choices.GRAPHS[c.graph]
+    options = c.options(choice)
+    for key in choices.PATH_KEYS:
+        if key in options and root is not None:
+            options[key] = str(Path(root) / options[key])
+    return choice.build(vocab_size, **options)
 
 
-def build_diffusion(c: DiffusionConfig, vocab_size: int) -> dd.Diffusion | None:
-    """The Diffusion a config describes (None for the AR baseline)."""
-    if c.kind == "ar":
-        return None
-    if c.schedule not in SCHEDULES:
-        raise ValueError(f"diffusion.schedule must be one of {sorted(SCHEDULES)}, got {c.schedule!r}")
-    if c.sedd_absorb_scale and (c.graph != "absorbing" or c.parameterization != "score"):
-        raise ValueError("diffusion.sedd_absorb_scale applies to graph='absorbing' with parameterization='score'")
-    diff = dd.Diffusion(_graph(c, vocab_size), SCHEDULES[c.schedule](c), c.parameterization, t_min=c.t_min)
-    if c.objective is not None and c.objective not in diff.objectives:
-        raise ValueError(f"diffusion.objective must be one of {diff.objectives}, got {c.objective!r}")
-    return diff
+def build_diffusion(c: DiffusionConfig, vocab_size: int,
+                    root: str | Path | None = None) -> dd.Diffusion | dd.Autoregressive:
+    """The Diffusion a config describes, or the Autoregressive baseline for kind 'ar'.
 
-
-def make_objective(c: DiffusionConfig, diff: dd.Diffusion | None, vocab_size: int):
-    """objective(model, x0, mask, t, generator) -> per-sequence loss [B] in nats (an NLL bound, or exact for AR).
-
-    `t` is this micro-batch's slice of one stratified draw over the global batch (see draw_times).
-    Padding adds nothing to the loss, and when a batch has any, the backbone gets `padding_mask` so no
-    real position attends to a pad token (an all-real batch keeps the fast unmasked attention path).
+    ``root``: the directory relative matrix paths (diffusion.rate_matrix, diffusion.similarity) are read
+    from; None: the working directory. The config itself was checked where it was parsed.
     """
-    if diff is None:
+    if c.kind == "ar":
+        return dd.Autoregressive(vocab_size)
+    schedule = choices.SCHEDULES[c.schedule]
+    return dd.Diffusion(build_graph(c, vocab_size, root), schedule.build(**c.options(schedule)),
+                        c.parameterization, t_min=c.t_min)
 
-        def ar_objective(model, x0, mask, t, generator):
-            return ARWrapper(model, vocab_size).nll(x0, mask)
 
-        return ar_objective
+def make_objective(c: DiffusionConfig, diff: dd.Diffusion | dd.Autoregressive, vocab_size: int | None = None):
+    """objective(model, x0, mask, t, generator) -> per-sequence loss [B] in nats (an NLL bound, or exact for AR).
+    (``vocab_size`` is unused: ``diff`` knows it.)
+
+    `t` is this micro-batch's slice of one stratified draw over the global batch (see draw_times; the AR
+    loss draws nothing). Padding adds nothing to the loss, and when a batch has any, the backbone gets
+    `padding_mask` so no real position attends to a pad token (an all-real batch keeps the fast unmasked
+    attention path; Autoregressive.loss passes the mask itself).
+    """
     objective = c.objective or diff.default_objective
+    autoregressive = isinstance(diff, dd.Autoregressive)
 
-    def diffusion_objective(model, x0, mask, t, generator):
-        if not bool(mask.all()):
+    def objective_fn(model, x0, mask, t, generator):
+        padded = not bool(mask.all())
+        if padded and not autoregressive:
             backbone = model
             model = lambda x_t, sigma_bar: backbone(x_t, sigma_bar, padding_mask=mask)  # noqa: E731
-        return diff.loss(model, x0, objective, t=t, generator=generator, padding_mask=mask)
+        return diff.loss(model, x0, objective, t=t, generator=generator, padding_mask=mask if padded else None)
 
-    return diffusion_objective
+    return objective_fn
 
 
 def draw_times(c: DiffusionConfig, diff: dd.Diffusion | None, n: int, generator: torch.Generator):
     """One stratified draw of n times in [t_min, 1] (k_dce draws its u in [0, 1]), for the global batch."""
-    if diff is None:
+    if isinstance(diff, dd.Autoregressive):
         return torch.zeros(n)
     objective = c.objective or diff.default_objective
     low = 0.0 if objective == "k_dce" else diff.t_min
@@ -114,13 +107,13 @@ def draw_times(c: DiffusionConfig, diff: dd.Diffusion | None, n: int, generator:
 @dataclass
 class Pretrained:
     model: nn.Module
-    diffusion: dd.Diffusion | None  # None for the AR baseline
+    diffusion: dd.Diffusion | dd.Autoregressive
     tokenizer: object | None
     config: dict
 
     @property
     def is_ar(self) -> bool:
-        return self.diffusion is None
+        return isinstance(self.diffusion, dd.Autoregressive)
 
     @property
     def vocab_size(self) -> int:

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+import discdiff as dd
 from discdiff.nn import TransformerConfig
 from discdiff.training import (
     ModelConfig,
@@ -66,8 +67,8 @@ def test_presets_build(path):
     vocab = 20
     model = build_model(cfg.model, cfg.diffusion, vocab, cfg.data.context)
     diff = build_diffusion(cfg.diffusion, vocab)
-    assert (diff is None) == (cfg.diffusion.kind == "ar")
-    if diff is not None:
+    assert isinstance(diff, dd.Autoregressive) == (cfg.diffusion.kind == "ar")
+    if isinstance(diff, dd.Diffusion):
         assert model.config.num_states == diff.graph.num_states
         assert (cfg.diffusion.objective or diff.default_objective) in diff.objectives
 
