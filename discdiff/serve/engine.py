@@ -22,9 +22,8 @@ from pathlib import Path
 
 import torch
 
+from discdiff.data.template import TemplateError, template_ids
 from discdiff.sampling import SAMPLERS, SamplerOptions, infill_template
-
-from .template import TemplateError, template_ids
 
 __all__ = ["Engine", "Job", "Limits", "RequestError", "Stopped"]
 
