@@ -89,12 +89,13 @@ def every_nth(items: Sequence, every: int) -> dict[str, list]:
 
 def split_documents(docs: list[Document], every: int) -> dict[str, list[Document]]:
     """Whole documents by `every_nth` when there are at least `every` of them; otherwise the last
-    ceil(lines / every) lines of each document go to validation (documented; a 1-line document stays whole)."""
+    ceil(lines / every) lines of each document go to validation (documented; a 1-line document stays whole;
+    trailing newlines do not count as lines, so the held-out tail is never empty)."""
     if every == 0 or len(docs) >= every:
         return every_nth(docs, every)
     splits: dict[str, list[Document]] = {"train": [], "validation": []}
     for doc in docs:
-        lines = doc.text.split("\n")
+        lines = doc.text.rstrip("\n").split("\n")  # a final newline ends the last line; it is not a line
         k = math.ceil(len(lines) / every) if len(lines) > 1 else 0
         splits["train"].append(Document("\n".join(lines[:len(lines) - k]), doc.where))
         if k:

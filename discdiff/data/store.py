@@ -17,8 +17,8 @@ import contextlib
 import hashlib
 import os
 import re
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,7 +104,9 @@ def glob_escape(text: str) -> str:
 def new_build_dir(data_dir: Path, dirname: str) -> Path:
     """An empty directory beside the target, unique to this process and call."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{dirname}.tmp-{os.getpid()}-", dir=data_dir))
+    path = data_dir / f".{dirname}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    path.mkdir()  # unlike tempfile.mkdtemp (0o700), honours the umask: the published corpus is readable as before
+    return path
 
 
 def publish(build_dir: Path, target: Path) -> None:
