@@ -219,13 +219,18 @@ def choose_alphabet(files: list[Path], alphabet: str) -> str:
             raise ValueError(f"alphabet must be 'auto' or one of {sorted(ALPHABETS)}, got {alphabet!r}")
         return alphabet
     how = "say which with alphabet='dna' or 'protein' (command line: --opt alphabet=dna or --opt alphabet=protein)"
+
+    def chosen_because(chosen: str, reason: str) -> str:
+        other = "protein" if chosen == "dna" else "dna"
+        notice(f"FASTA alphabet {chosen} ({reason}); if that is wrong, pass alphabet='{other}' "
+               f"(command line: --opt alphabet={other})")
+        return chosen
+
     by_suffix = {_alphabet_by_suffix(f) for f in files}
     if len(by_suffix - {None}) > 1:
         raise DataError(f"{files[0].parent}: holds both nucleotide (.fna/.ffn/.frn) and protein (.faa) FASTA; {how}")
     if None not in by_suffix:
-        chosen = by_suffix.pop()
-        notice(f"FASTA alphabet {chosen} (from the file extension); {how.replace('say which', 'override')}")
-        return chosen
+        return chosen_because(by_suffix.pop(), "from the file extension")
     records = [r for f in files for r in read_fasta(f, stop_char="*")]
     if all(set(r.sequence) <= NUCLEOTIDES | {"U"} for r in records) and any("U" in r.sequence for r in records):
         raise DataError(f"{files[0]}: the records look like RNA (A C G U): the DNA alphabet has T, not U; "
@@ -235,11 +240,8 @@ def choose_alphabet(files: list[Path], alphabet: str) -> str:
         first = next(r for r in records if not set(r.sequence) <= NUCLEOTIDES)
         raise DataError(f"{first.where}: {nucleotide_only} of {len(records)} records hold only A C G T N (DNA?) "
                         f"but this one does not (protein?); {how}")
-    chosen = "dna" if nucleotide_only else "protein"
     reason = "only A C G T N" if nucleotide_only else "letters beyond A C G T N"
-    notice(f"FASTA alphabet {chosen} (all {len(records)} records hold {reason}); "
-           f"{how.replace('say which', 'override')}")
-    return chosen
+    return chosen_because("dna" if nucleotide_only else "protein", f"all {len(records)} records hold {reason}")
 
 
 def user_fasta(out: Path, downloads: Path, *, path, alphabet: str = "auto", validation_every: int = 10,
@@ -257,5 +259,7 @@ def user_fasta(out: Path, downloads: Path, *, path, alphabet: str = "auto", vali
     timer.lap("read")
     headers, stats = pack_records(out, every_nth(records, validation_every), tok)
     timer.lap("encode")
+    if "validation" not in headers:
+        notice(f"{path}: no validation split ({len(records)} records, validation_every={validation_every})")
     return Built(headers, tok, {"kind": "local", "path": str(Path(path).resolve()), "alphabet": alphabet}, files,
                  {**stats, "seconds": timer.seconds})
