@@ -197,3 +197,18 @@ def test_a_small_file_holds_out_its_last_line_and_is_readable_by_others(tmp_path
     umask = os.umask(0)
     os.umask(umask)
     assert m.root.stat().st_mode & 0o777 == 0o777 & ~umask  # as mkdir would make it, not a private temp dir
+
+
+def test_a_directory_that_is_not_a_prepared_corpus_is_never_replaced(tmp_path):
+    corpus, data = tmp_path / "corp.txt", tmp_path / "data"
+    corpus.write_text("some text\n")
+    target = data / corpus_dirname_of(corpus)
+    target.mkdir(parents=True)
+    (target / "notes.md").write_text("mine")
+    with pytest.raises(ValueError, match="exists but is not a prepared corpus .*move it away"):
+        prepare(str(corpus), data, verbose=False)
+    assert (target / "notes.md").read_text() == "mine"
+
+
+def corpus_dirname_of(path) -> str:
+    return f"user-{path.stem}-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]}"
