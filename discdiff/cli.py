@@ -134,8 +134,8 @@ def _condition(args, pre, length: int):
         return None
     if pre.tokenizer is None:
         raise ValueError("--prompt / --template need a model saved with its tokenizer")
+    from discdiff.data.template import template_ids
     from discdiff.sampling import infill_template
-    from discdiff.serve.template import template_ids
 
     ids = template_ids(text, pre.tokenizer, length if args.prompt is not None or args.length else None, length)
     return infill_template(ids)

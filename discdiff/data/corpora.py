@@ -1,33 +1,43 @@
 """The corpus registry, `prepare`, and the manifest each prepared corpus leaves behind.
 
-    m = prepare("shakespeare", data_dir="data")     # downloads once; later calls reuse the cache
+    m = prepare("shakespeare", data_dir="data")     # downloads once; later calls reuse the result
     m.vocab_size, m.splits["train"], m.tokenizer_dir
     train = m.dataset("train", context=256)
 
-On disk, `data_dir/NAME/`: raw/ (archives, extracted files), tokenizer/, SPLIT.{bin,idx,json}, manifest.json.
-The manifest records the source, the options, sizes and sha256 of the raw and packed files, per-split
-counts and the seconds each phase took.
+On disk, `data_dir/DIRNAME/`: tokenizer/, SPLIT.{bin,idx,json[,labels]}, manifest.json. DIRNAME is the
+corpus name for its default options, with each other option appended (`fashion-mnist-size14`), and
+`user-STEM-HASH` for your own files (store.corpus_dirname). Downloads are cached in `data_dir/downloads/`.
+The manifest records the source, the options, the command that rebuilds it, size and sha256 of every
+input and packed file, per-split counts and the seconds each phase took.
+
+A preparation is reused only when its manifest's options and the sha256 of every input file you named
+(path=, archive=) match the request; otherwise it is built again, in a temporary directory renamed into
+place, under an exclusive lock per directory (see store.py), so concurrent `prepare`s are safe.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-import re
+import shlex
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from . import builtin
-from .build import TOKENIZER_DIR, Built, notice
+from .build import SCRATCH_DIR, TOKENIZER_DIR, Built, notice
+from .kinds import load_tokenizer
 from .loader import RecordDataset, WindowDataset, open_dataset
+from .readers import DataError, collect_files
 from .sources import file_entry, sha256_file
-from .tokenizer import Tokenizer, load_tokenizer
+from .store import DOWNLOADS, corpus_dirname, exclusive_lock, lock_path, new_build_dir, publish, remove_leftovers
+from .tokenizer import Tokenizer
 
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: per-option directories, "inputs" with sha256, "command"; 1 is read, never reused
 
 
 @dataclass(frozen=True)
@@ -36,8 +46,13 @@ class Corpus:
     modality: str  # text | protein | dna | image
     source: str  # where the raw data comes from
     licence: str
-    build: Callable[..., Built]  # build(out_dir, **options)
-    user_data: bool = False  # needs path=...
+    build: Callable[..., Built]  # build(out_dir, downloads_dir, **options)
+    accepts: Callable[[Path], bool] | None = None  # your own data: which files under path= it reads
+
+    @property
+    def user_data(self) -> bool:
+        """Needs path=... (your own files)."""
+        return self.accepts is not None
 
     @property
     def description(self) -> str:
@@ -45,7 +60,7 @@ class Corpus:
 
     @property
     def options(self) -> dict[str, object]:
-        params = list(inspect.signature(self.build).parameters.values())[1:]
+        params = list(inspect.signature(self.build).parameters.values())[2:]
         return {p.name: (None if p.default is inspect.Parameter.empty else p.default) for p in params}
 
 
@@ -57,8 +72,8 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in (
     Corpus("dna", "dna", "Debian vsearch-examples", "BSD-2-clause / GPL-3 (VSEARCH)", builtin.dna),
     Corpus("fashion-mnist", "image", "Debian dataset-fashion-mnist", "MIT (Zalando SE)", builtin.fashion_mnist),
     Corpus("python-docs", "text", "Debian python3.11-doc", "PSF License 2.0", builtin.python_docs),
-    Corpus("text", "text", "your .txt / .jsonl files (path=...)", "yours", builtin.user_text, user_data=True),
-    Corpus("fasta", "protein|dna", "your FASTA files (path=...)", "yours", builtin.user_fasta, user_data=True),
+    Corpus("text", "text", "your .txt / .jsonl files (path=...)", "yours", builtin.user_text, builtin.is_text),
+    Corpus("fasta", "protein|dna", "your FASTA files (path=...)", "yours", builtin.user_fasta, builtin.is_fasta),
 )}
 
 
@@ -101,6 +116,15 @@ class Manifest:
         return self.data["layout"]
 
     @property
+    def options(self) -> dict:
+        return self.data["options"]
+
+    @property
+    def command(self) -> str:
+        """The command line that prepares this corpus again (older manifests: a generic one)."""
+        return self.data.get("command", f"discdiff prepare {self.name}")
+
+    @property
     def tokenizer_dir(self) -> Path:
         return self.root / self.data["tokenizer_dir"]
 
@@ -118,106 +142,196 @@ class Manifest:
 
     def verify(self, checksums: bool = True) -> None:
         """Raise ValueError if a recorded file is missing, or differs in size (or sha256)."""
-        for entry in self.data["files"] + self.data["raw"]:
+        for entry in self.data["files"] + self.data.get("raw", []):
             path = self.root / entry["path"]
             if not path.is_file():
-                raise ValueError(f"{path}: listed in {self.path} but missing")
+                raise ValueError(f"{path}: listed in {self.path} but missing; prepare it again: "
+                                 f"`{self.command} --force`")
             if path.stat().st_size != entry["bytes"] or (checksums and sha256_file(path) != entry["sha256"]):
-                raise ValueError(f"{path}: differs from {self.path}; prepare again with force=True")
+                raise ValueError(f"{path}: differs from {self.path}; prepare it again: `{self.command} --force`")
 
 
-def _resolve(name: str, opts: dict) -> tuple[Corpus, str]:
-    """The corpus and its directory name. A name that is an existing path means your own data."""
+class Request(NamedTuple):
+    """One call of `prepare`, resolved: which corpus, its full options, where it goes, how to redo it."""
+
+    corpus: Corpus
+    options: dict  # every option, defaults filled in, paths resolved
+    data_dir: Path
+    dirname: str
+    command: str  # the command line that makes this request
+
+    @property
+    def target(self) -> Path:
+        return self.data_dir / self.dirname
+
+
+class InputFile(NamedTuple):
+    """A file the request names (your data, an archive, a saved tokenizer), hashed before the build."""
+
+    path: Path
+    bytes: int
+    mtime_ns: int
+    sha256: str
+
+    @classmethod
+    def read(cls, path: Path) -> InputFile:
+        stat = path.stat()
+        return cls(path.resolve(), stat.st_size, stat.st_mtime_ns, sha256_file(path))
+
+    def entry(self) -> dict:
+        return {"path": str(self.path), "bytes": self.bytes, "sha256": self.sha256, "given": True}
+
+
+def _resolve(name: str, opts: dict) -> tuple[Corpus, bool]:
+    """The corpus, and whether `name` was a path. A name that is an existing path means your own data."""
     if name in CORPORA:
         corpus = CORPORA[name]
-        if corpus.user_data:
-            if "path" not in opts:
-                raise ValueError(f"prepare({name!r}) needs path= (a file or directory of your data)")
-            return corpus, "user-" + _slug(opts["path"])
-        return corpus, name
+        if corpus.user_data and opts.get("path") is None:
+            raise ValueError(f"prepare({name!r}) needs path= (a file or directory of your data)")
+        return corpus, False
     path = Path(name)
     if path.exists():
         files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
-        kinds = {kind for kind, accept in (("fasta", builtin.is_fasta), ("text", builtin.is_text))
-                 if any(accept(p) for p in files)}
+        kinds = {c.name for c in CORPORA.values() if c.user_data and any(c.accepts(p) for p in files)}
         if len(kinds) != 1:
             raise ValueError(f"{path}: holds {'both text and FASTA' if kinds else 'no text or FASTA'} files; "
                              "say which with prepare('text', path=...) or prepare('fasta', path=...)")
         opts["path"] = str(path)
-        return CORPORA[kinds.pop()], "user-" + _slug(path)
+        return CORPORA[kinds.pop()], True
     raise ValueError(f"unknown corpus {name!r} and no such file or directory; available: {sorted(CORPORA)}")
 
 
-def _slug(path) -> str:
-    stem = Path(path).resolve().name.split(".")[0]
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", stem) or "data"
+def _request(name: str, data_dir: str | Path, given: dict) -> Request:
+    corpus, by_path = _resolve(name, given)
+    unknown = set(given) - set(corpus.options)
+    if unknown:
+        raise ValueError(f"{corpus.name} takes options {sorted(corpus.options)}; unknown: {sorted(unknown)}")
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in {**corpus.options, **given}.items()}
+    for key in ("path", "archive"):  # the same file named two ways is one request
+        if options.get(key) is not None:
+            options[key] = str(Path(options[key]).resolve())
+    user_path = options["path"] if corpus.user_data else None
+    dirname = corpus_dirname(corpus.name, options, corpus.options, user_path)
+    words = ["discdiff", "prepare", options["path"] if by_path else corpus.name, "--data-dir", str(data_dir)]
+    for key, value in options.items():
+        if value != corpus.options[key] and not (by_path and key == "path"):
+            words += ["--opt", f"{key}={value}"]
+    return Request(corpus, options, Path(data_dir), dirname, shlex.join(words))
+
+
+def _given_inputs(request: Request) -> list[InputFile]:
+    """The files the request names, hashed now: your data under path=, an archive=, a saved tokenizer=."""
+    options, paths = request.options, []
+    if request.corpus.user_data:
+        paths += collect_files(options["path"], request.corpus.accepts)
+    if options.get("archive") is not None and Path(options["archive"]).is_file():
+        paths.append(Path(options["archive"]))
+    tokenizer = options.get("tokenizer")
+    if isinstance(tokenizer, str) and tokenizer not in ("char", "bpe") and Path(tokenizer).is_dir():
+        paths += sorted(p for p in Path(tokenizer).iterdir() if p.is_file())
+    return [InputFile.read(p) for p in paths]
 
 
 def prepare(name: str, data_dir: str | Path = "data", *, force: bool = False, verbose: bool = True,
             **options) -> Manifest:
-    """Download (once), split, tokenize and pack corpus `name` under `data_dir/name/`; return its Manifest.
+    """Download (once), split, tokenize and pack corpus `name` under `data_dir/DIRNAME/`; return its Manifest.
 
     `name` is one of `available_corpora()`, or a path to your own .txt / .jsonl / FASTA file or directory.
     Options are the corpus's keyword arguments (`available_corpora()[name].options`), e.g.
-    `prepare("fashion-mnist", levels=8, size=14)`. An existing preparation with the same options is reused
-    unless `force=True`. Raises SourceUnavailable naming the missing tool or package if the source
-    cannot be reached, DataError (a ValueError) naming file and line for bad input."""
-    corpus, dirname = _resolve(name, options)
-    unknown = set(options) - set(corpus.options)
-    if unknown:
-        raise ValueError(f"{corpus.name} takes options {sorted(corpus.options)}; unknown: {sorted(unknown)}")
-    # The effective options (defaults filled in) decide whether a cached preparation can be reused.
-    options = {k: str(v) if isinstance(v, Path) else v for k, v in {**corpus.options, **options}.items()}
-    out = Path(data_dir) / dirname
+    `prepare("fashion-mnist", levels=8, size=14)` (into `data/fashion-mnist-levels8-size14`). A preparation
+    is reused when its options and the sha256 of every file you named match, unless `force=True`; else it
+    is rebuilt, atomically, under a per-directory lock (a concurrent call waits, then reuses the result).
+    Raises SourceUnavailable naming the missing tool or package if the source cannot be reached, DataError
+    (a ValueError) naming file and line for bad input."""
+    request = _request(name, data_dir, options)
+    target = request.target
+    with exclusive_lock(lock_path(request.data_dir, request.dirname), f"{request.corpus.name} in {target}"):
+        remove_leftovers(request.data_dir, request.dirname)
+        if target.exists() and not (target / MANIFEST).is_file() and (not target.is_dir() or any(target.iterdir())):
+            raise ValueError(f"{target} exists but is not a prepared corpus (no {MANIFEST}); move it away or "
+                             "choose another --data-dir")
+        inputs = _given_inputs(request)
+        if not force:
+            cached, why = _reusable(request, inputs)
+            if cached is not None:
+                if verbose:
+                    notice(f"{request.corpus.name}: already prepared in {target} (add --force to redo)")
+                return cached
+            if why and verbose:
+                notice(f"{target}: {why}; preparing it again")
+        return _build(request, inputs, verbose)
+
+
+def _reusable(request: Request, inputs: list[InputFile]) -> tuple[Manifest | None, str]:
+    """The existing preparation if it answers this request exactly, else None and the reason."""
     try:
-        cached = Manifest.load(out)
-        if not force and cached.data["options"] == options:
-            cached.verify(checksums=False)
-            if verbose:
-                notice(f"{corpus.name}: already prepared in {out} (force=True to redo)")
-            return cached
-    except (FileNotFoundError, ValueError, KeyError):
-        pass
-    (out / MANIFEST).unlink(missing_ok=True)
-    _remove_outputs(out)
-    started = time.perf_counter()
+        cached = Manifest.load(request.target)
+    except (FileNotFoundError, ValueError):
+        return None, ""
+    data = cached.data
+    if data.get("version") != MANIFEST_VERSION:
+        return None, f"prepared by another version of discdiff (manifest v{data.get('version')})"
+    if data.get("options") != request.options:
+        changed = sorted(k for k in request.options if data.get("options", {}).get(k) != request.options[k])
+        return None, f"prepared with other options ({', '.join(changed)})"
+    recorded = {e["path"]: e for e in data.get("inputs", []) if e.get("given")}
+    current = {str(f.path): f for f in inputs}
+    if set(recorded) != set(current):
+        return None, f"the input files differ ({len(set(current) - set(recorded))} new, " \
+                     f"{len(set(recorded) - set(current))} gone)"
+    for path, f in current.items():
+        if (recorded[path]["bytes"], recorded[path]["sha256"]) != (f.bytes, f.sha256):
+            return None, f"{path} changed since it was prepared (sha256 differs)"
+    try:
+        cached.verify(checksums=False)
+    except ValueError as e:
+        return None, str(e).split(";")[0]
+    return cached, ""
+
+
+def _build(request: Request, inputs: list[InputFile], verbose: bool) -> Manifest:
+    corpus, target = request.corpus, request.target
+    build_dir = new_build_dir(request.data_dir, request.dirname)
+    try:
+        started = time.perf_counter()
+        if verbose:
+            notice(f"{corpus.name}: preparing {target} from {corpus.source} ...")
+        built = corpus.build(build_dir, request.data_dir / DOWNLOADS, **request.options)
+        for f in inputs:
+            stat = f.path.stat()
+            if (stat.st_size, stat.st_mtime_ns) != (f.bytes, f.mtime_ns):
+                raise DataError(f"{f.path} changed while it was being prepared; run `{request.command}` again")
+        shutil.rmtree(build_dir / SCRATCH_DIR, ignore_errors=True)
+        seconds = time.perf_counter() - started
+        data = _manifest_data(build_dir, request, built, inputs, seconds)
+        (build_dir / MANIFEST).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        publish(build_dir, target)
+    except BaseException:
+        shutil.rmtree(build_dir, ignore_errors=True)
+        raise
     if verbose:
-        notice(f"{corpus.name}: preparing in {out} from {corpus.source} ...")
-    built = corpus.build(out, **options)
-    return _write_manifest(out, corpus, options, built, time.perf_counter() - started, verbose)
+        counts = ", ".join(f"{s} {v.get('tokens', 0):,} tokens" for s, v in built.stats.items()
+                           if isinstance(v, dict) and "tokens" in v)
+        notice(f"{corpus.name}: done in {seconds:.1f} s: vocab {data['vocab_size']}, {counts}; "
+               f"train on it with data.train={target}")
+    return Manifest.load(target)
 
 
-def _remove_outputs(out: Path) -> None:
-    """Clear the packed files and tokenizer of an earlier preparation (raw/ is kept as a download cache)."""
-    if out.is_dir():
-        for path in out.iterdir():
-            if path.is_file() and path.suffix in (".bin", ".idx", ".json", ".labels"):
-                path.unlink()
-        shutil.rmtree(out / TOKENIZER_DIR, ignore_errors=True)
-
-
-def _write_manifest(out: Path, corpus: Corpus, options: dict, built: Built, seconds: float,
-                    verbose: bool) -> Manifest:
+def _manifest_data(out: Path, request: Request, built: Built, inputs: list[InputFile], seconds: float) -> dict:
     outputs = sorted(p for p in out.iterdir() if p.is_file() and p.name != MANIFEST)
     outputs += sorted(p for p in (out / TOKENIZER_DIR).iterdir() if p.is_file())
-    raw = [p for p in built.raw_files if p.resolve().is_relative_to(out.resolve())]
-    data = {
+    given = {f.path for f in inputs}
+    fetched = [p for p in built.raw_files if p.resolve() not in given]  # downloads, cached in data_dir/downloads
+    corpus = request.corpus
+    return {
         "name": corpus.name, "version": MANIFEST_VERSION, "modality": corpus.modality, "licence": corpus.licence,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "options": options, "source": built.source,
-        "vocab_size": built.tokenizer.vocab_size, "tokenizer_kind": built.tokenizer.kind,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "options": request.options, "command": request.command,
+        "source": built.source, "vocab_size": built.tokenizer.vocab_size, "tokenizer_kind": built.tokenizer.kind,
         "special_tokens": built.tokenizer.special_tokens, "tokenizer_dir": TOKENIZER_DIR,
         "layout": json.loads(next(iter(built.splits.values())).read_text())["layout"],
         "splits": {s: p.relative_to(out).as_posix() for s, p in built.splits.items()},
         "stats": built.stats, "seconds": round(seconds, 2),
         "files": [file_entry(p, out) for p in outputs],
-        "raw": [file_entry(p, out) for p in raw],
-        "inputs": [{"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_file(p)}
-                   for p in built.raw_files if p not in raw],
+        "inputs": [f.entry() for f in inputs] + [{"path": str(p.resolve()), "bytes": p.stat().st_size,
+                                                  "sha256": sha256_file(p), "given": False} for p in fetched],
     }
-    path = out / MANIFEST
-    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    if verbose:
-        counts = ", ".join(f"{s} {v.get('tokens', 0):,} tokens" for s, v in built.stats.items()
-                           if isinstance(v, dict) and "tokens" in v)
-        notice(f"{corpus.name}: done in {seconds:.1f} s: vocab {data['vocab_size']}, {counts}; {path}")
-    return Manifest(path, data)

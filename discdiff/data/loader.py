@@ -8,14 +8,17 @@
     loader2 = TokenLoader(train, batch_size=32, seed=0); loader2.load_state_dict(ckpt["data"])
     # loader2 now yields exactly the batches loader would have yielded next.
 
-Determinism: epoch e shuffles with a generator seeded by mix(seed, e); every rank computes the same
-permutation and takes every world_size-th example from position `rank`, so shards are disjoint and
-seeding never depends on the rank alone. Random window offsets and crops are functions of
+Determinism: epoch e shuffles with a generator seeded by seed_for(seed, e) (discdiff.seeding); every rank
+computes the same permutation and takes every world_size-th example from position `rank`, so shards are
+disjoint and seeding never depends on the rank alone. Random window offsets and crops are functions of
 (seed, epoch, example), so they do not depend on batch size, sharding or resumption either.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import shlex
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,29 +27,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from discdiff.seeding import seed_for, splitmix64_array
+
+from .kinds import load_tokenizer
 from .packing import TokenFile
-
-_MASK64 = (1 << 64) - 1
-
-
-def mix(*values: int) -> int:
-    """A 63-bit seed from integers (splitmix64 over them): nearby inputs give unrelated seeds."""
-    x = 0x9E3779B97F4A7C15
-    for v in values:
-        x = (x ^ (int(v) & _MASK64)) & _MASK64
-        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-        x ^= x >> 31
-    return x >> 1
-
-
-def _hash_array(seed: int, indices: np.ndarray) -> np.ndarray:
-    """splitmix64(seed ^ index) per index, vectorised, as uint64."""
-    with np.errstate(over="ignore"):
-        x = np.uint64(seed) ^ indices.astype(np.uint64)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
+from .tokenizer import PixelTokenizer
 
 
 class Batch(NamedTuple):
@@ -86,7 +71,7 @@ class WindowDataset:
         return self.size
 
     def get(self, indices: np.ndarray, epoch_seed: int, randomize: bool = True) -> Batch:
-        offset = mix(epoch_seed, 1) % self.context if self.random_offset and randomize else 0
+        offset = seed_for(epoch_seed, 1) % self.context if self.random_offset and randomize else 0
         starts = offset + indices.astype(np.int64) * self.context
         tokens = self.data.tokens[starts[:, None] + np.arange(self.context)]  # (B, L)
         tokens = torch.from_numpy(tokens.astype(np.int64))
@@ -132,7 +117,7 @@ class RecordDataset:
         tokens = np.full((indices.size, L), self.pad_id if self.pad_id is not None else 0, dtype=np.int64)
         mask = np.zeros((indices.size, L), dtype=bool)
         spare = np.maximum(self.lengths[indices] - L, 0)
-        starts = (_hash_array(epoch_seed, indices) % (spare + 1).astype(np.uint64)).astype(np.int64)
+        starts = (splitmix64_array(epoch_seed, indices) % (spare + 1).astype(np.uint64)).astype(np.int64)
         if not randomize:
             starts[:] = 0
         for row, (i, start) in enumerate(zip(indices.tolist(), starts.tolist(), strict=True)):
@@ -154,12 +139,34 @@ def open_dataset(header: str | Path, context: int, **kwargs) -> WindowDataset | 
     data = TokenFile.open(header)
     if data.layout == "stream":
         return WindowDataset(data, context, **kwargs)
-    from .tokenizer import load_tokenizer
-
     tok = load_tokenizer(data.tokenizer_dir)
+    if isinstance(tok, PixelTokenizer):
+        _check_image_context(data, tok, context)
     for name in ("eos_id", "pad_id", "bos_id"):
         kwargs.setdefault(name, getattr(tok, name))
     return RecordDataset(data, context, **kwargs)
+
+
+def _check_image_context(data: TokenFile, tok: PixelTokenizer, context: int) -> None:
+    """An image is one whole record: a context of another length would crop or pad it. The error says
+    which context fits, and, for a corpus prepared with a `size` option, the command that makes images
+    of the requested size (into a directory of their own)."""
+    pixels = tok.height * tok.width
+    if context == pixels:
+        return
+    message = (f"{data.header_path}: holds {tok.height}x{tok.width} images ({pixels} tokens each), not {context}; "
+               f"set the context to {pixels} (data.context={pixels})")
+    side = math.isqrt(context)
+    manifest = data.header_path.parent / "manifest.json"
+    if side * side == context and manifest.is_file():
+        recorded = json.loads(manifest.read_text(encoding="utf-8"))
+        if "size" in recorded.get("options", {}) and "command" in recorded:
+            words = shlex.split(recorded["command"])
+            keep = [w for i, w in enumerate(words) if not w.startswith("size=")
+                    and not (w == "--opt" and i + 1 < len(words) and words[i + 1].startswith("size="))]
+            message += (f", or prepare {side}x{side} images: `{shlex.join(keep + ['--opt', f'size={side}'])}` "
+                        "(it prints the directory to train on)")
+    raise ValueError(message)
 
 
 class TokenLoader:
@@ -200,7 +207,7 @@ class TokenLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         while self.epochs is None or self.epoch < self.epochs:
-            epoch_seed = mix(self.seed, self.epoch)
+            epoch_seed = seed_for(self.seed, self.epoch)
             order = self._order(epoch_seed)
             while self.batch < len(self):
                 indices = order[self.batch * self.batch_size:(self.batch + 1) * self.batch_size]

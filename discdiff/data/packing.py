@@ -1,6 +1,7 @@
 """Token files: ids in a flat memory-mapped `.bin`, plus a small JSON header beside it.
 
-    NAME.bin    ids, little-endian uint16 (vocab_size <= 65536) or uint32, back to back
+    NAME.bin    ids, back to back: uint8 (vocab_size <= 256), little-endian uint16 (<= 65536) or uint32;
+                the header's `dtype` says which, so files written as uint16 by earlier versions still open
     NAME.idx    uint64 offsets of the records (or documents) in NAME.bin: num_records + 1 of them
     NAME.labels int64 per-record class labels (optional; Fashion-MNIST has them)
     NAME.json   {"format": "discdiff-tokens", "dtype", "count", "vocab_size", "layout", "num_records",
@@ -27,6 +28,8 @@ LAYOUTS = ("stream", "records")
 def dtype_for(vocab_size: int) -> np.dtype:
     if not 1 <= vocab_size <= 2**32:
         raise ValueError(f"vocab_size must be in [1, 2**32], got {vocab_size}")
+    if vocab_size <= 2**8:
+        return np.dtype("u1")
     return np.dtype("<u2") if vocab_size <= 2**16 else np.dtype("<u4")
 
 

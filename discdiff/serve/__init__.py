@@ -13,8 +13,9 @@ streaming those steps as server-sent events to ``static/`` (a plain HTML/JS page
 ``create_app`` needs the ``serve`` extra (starlette, uvicorn) and is imported on first use.
 """
 
+from discdiff.data.template import TemplateError, parse_template, template_ids
+
 from .engine import Engine, Job, Limits, RequestError, Stopped
-from .template import TemplateError, parse_template, template_ids
 
 __all__ = ["Engine", "Job", "Limits", "RequestError", "Stopped", "TemplateError", "create_app", "parse_template",
            "template_ids"]

@@ -23,9 +23,8 @@ from pathlib import Path
 import torch
 
 from discdiff.autoregressive import Autoregressive
+from discdiff.data.template import TemplateError, template_ids
 from discdiff.sampling import SAMPLERS, SamplerOptions, infill_template
-
-from .template import TemplateError, template_ids
 
 __all__ = ["Engine", "Job", "Limits", "RequestError", "Stopped"]
 

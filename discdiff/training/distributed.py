@@ -16,17 +16,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from discdiff.data.loader import mix
+from discdiff.seeding import seed_for  # re-exported: every seed of a run (splitmix64)
 
 __all__ = ["Dist", "init_distributed", "seed_for"]
-
-def seed_for(*values: int) -> int:
-    """A 63-bit seed from integers (splitmix64), e.g. seed_for(global_seed, step, stream, index).
-
-    Every random stream of a run derives from the one global seed this way, never from the rank alone.
-    The same mixing as the data loader's, so one function defines every seed of a run.
-    """
-    return mix(*values)
 
 
 @dataclass

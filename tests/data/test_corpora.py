@@ -1,5 +1,6 @@
 """Every preparer end to end on small stand-in archives (no network), plus the registry and the cache."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -129,7 +130,8 @@ def test_python_docs_trains_byte_bpe(tmp_path):
 
 def test_own_files_by_path(tmp_path, fixtures):
     m = prepare(str(fixtures / "sample.jsonl"), tmp_path, verbose=False)
-    assert m.root.name == "user-sample" and m.data["name"] == "text"
+    path_hash = hashlib.sha256(str((fixtures / "sample.jsonl").resolve()).encode()).hexdigest()[:8]
+    assert m.root.name == f"user-sample-{path_hash}" and m.data["name"] == "text"
     assert m.data["stats"]["train"]["documents"] == 3  # < 10 documents: each one's tail lines validate
     assert m.data["stats"]["validation"]["documents"] == 1  # only the two-line document has a tail
     p = prepare(str(fixtures / "sample_proteins.fasta"), tmp_path, validation_every=2, verbose=False)

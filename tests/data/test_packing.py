@@ -30,3 +30,17 @@ def test_rejects_bad_ids_and_truncated_files(tmp_path):
     (tmp_path / "s.bin").write_bytes((tmp_path / "s.bin").read_bytes()[:-2])
     with pytest.raises(ValueError, match="truncated"):
         TokenFile.open(tmp_path / "s.json")
+
+
+def test_small_vocabularies_pack_into_bytes_and_old_uint16_files_still_open(tmp_path):
+    with TokenWriter(tmp_path / "new", vocab_size=256, layout="stream", tokenizer_dir=tmp_path) as w:
+        w.add([0, 255, 7])
+    new = TokenFile.open(tmp_path / "new")
+    assert new.tokens.dtype == np.uint8 and (tmp_path / "new.bin").stat().st_size == 3
+    assert new.tokens.tolist() == [0, 255, 7]
+    with TokenWriter(tmp_path / "old", vocab_size=257, layout="stream", tokenizer_dir=tmp_path) as w:
+        w.add([0, 255, 7])  # 257 ids: two bytes each, as every file under 65,537 ids was before
+    header = (tmp_path / "old.json").read_text().replace('"vocab_size": 257', '"vocab_size": 16')
+    (tmp_path / "old.json").write_text(header)
+    old = TokenFile.open(tmp_path / "old")
+    assert old.tokens.dtype == np.uint16 and old.vocab_size == 16 and old.tokens.tolist() == [0, 255, 7]

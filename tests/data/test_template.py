@@ -1,7 +1,7 @@
 import pytest
 
 from discdiff.data import CharTokenizer, ProteinTokenizer
-from discdiff.serve.template import Blanks, Literal, TemplateError, parse_template, template_ids
+from discdiff.data.template import Blanks, Literal, TemplateError, parse_template, template_ids
 
 TOK = CharTokenizer.from_texts(["To be, or not to be: {that} is the question_\\"])
 

@@ -99,7 +99,7 @@ def _encode(tokenizer, piece: Literal) -> list[int]:
 
 def _check_characters(tokenizer, pieces: list[Literal | Blanks]) -> None:
     """For character-level tokenizers, name the first character (and its column) outside the vocabulary."""
-    from discdiff.data import CharTokenizer
+    from .tokenizer import CharTokenizer
 
     if not isinstance(tokenizer, CharTokenizer):
         return
