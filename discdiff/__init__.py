@@ -10,7 +10,8 @@
 from . import losses
 from .autoregressive import Autoregressive
 from .diffusion import Diffusion, NLLEstimate, stratified_uniform
-from .graphs import Absorbing, DenseGraph, Graph, Uniform
+from .dense_graph import DenseGraph
+from .graphs import Absorbing, Graph, Uniform
 from .parameterization import get_parameterization
 from .schedules import Cosine, Geometric, Linear, LogLinear, Noise, Schedule
 

@@ -1,8 +1,7 @@
 """DenseGraph: any user rate matrix Q given densely, and two ways to build one (similarity, ordinal).
 
 Same convention as ``discdiff.graphs``: ``Q[y, x]`` is the rate of a jump x -> y (y != x), columns sum to
-zero, and ``p(x_t = y | x_0) = exp(sigma_bar Q)[y, x_0]``. Importable as ``discdiff.DenseGraph`` and
-``discdiff.graphs.DenseGraph``.
+zero, and ``p(x_t = y | x_0) = exp(sigma_bar Q)[y, x_0]``. Importable as ``discdiff.DenseGraph``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ y != x and columns summing to zero, so ``dp_t/dt = sigma(t) Q p_t`` and
 The reverse process jumps x -> y at rate ``sigma(t) Q[x, y] s(y)`` with the concrete score
 ``s(y) = p_t(y) / p_t(x)`` (one position changed). Everything a loss or sampler needs from a graph is
 expressed through the few methods of ``Graph``; ``Absorbing`` and ``Uniform`` implement them in closed
-form in O(S) per position, ``DenseGraph`` for any user rate matrix through matrix exponentials.
+form in O(S) per position, ``DenseGraph`` (``discdiff.dense_graph``) for any user rate matrix through matrix exponentials.
 
 Shapes: tokens ``x`` are LongTensors of any shape ``[...]``; per-state vectors are ``[..., S]``.
 ``sigma_bar`` broadcasts over the *leading* dims of ``x`` (shape [B] against x [B, L] is read as [B, 1]).
@@ -31,7 +31,7 @@ from torch import Tensor
 
 from .categorical import sample_categorical
 
-__all__ = ["Graph", "Absorbing", "Uniform", "DenseGraph"]
+__all__ = ["Graph", "Absorbing", "Uniform"]
 
 
 def _kappa(a: Tensor) -> Tensor:
@@ -353,7 +353,3 @@ class Uniform(Graph):
         score = p_x * b / (b + a * s) + (1 - p_x) + (a * s / b) * probs
         score = score.scatter(-1, x[..., None], 1.0)
         return torch.log(score)
-
-
-# DenseGraph lives in its own module; it subclasses Graph above, so it is imported last.
-from .dense_graph import DenseGraph  # noqa: E402

@@ -15,7 +15,6 @@ import dataclasses
 import difflib
 import math
 import re
-import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 from discdiff.nn.transformer import ModelConfig
 
 from . import choices
+from .yaml_values import coerce
 
 __all__ = ["DTYPES", "DataConfig", "DiffusionConfig", "ModelConfig", "OptimConfig", "TrainConfig", "apply_overrides",
            "config_from_dict", "config_to_dict", "load_config", "upgrade_saved_diffusion", "valid_keys"]
@@ -288,49 +288,6 @@ def _dataclass_type(cls, name: str):
     return hint if is_dataclass(hint) else None
 
 
-def _coerce(value, hint, key: str):
-    """Check (and minimally convert) a YAML value against a field's type annotation."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arg, key)
-            except ValueError as e:
-                errors.append(str(e))
-        raise ValueError(errors[0])
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(typing.get_args(hint)):
-            raise ValueError(f"{key} must be a list of {len(typing.get_args(hint))} values, got {value!r}")
-        return tuple(_coerce(v, a, key) for v, a in zip(value, typing.get_args(hint), strict=True))
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
-        number = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
-        elif isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
-            try:
-                number = float(value)
-            except ValueError:
-                pass
-        if number is not None:
-            if not math.isfinite(number):
-                raise ValueError(f"{key} must be a finite number, got {value!r}")
-            return number
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-    raise ValueError(f"{key} must be {getattr(hint, '__name__', hint)}, got {value!r}")
-
-
 def config_from_dict(d: dict, cls=TrainConfig, prefix: str = ""):
     """Build a config from a (partial) nested dict; unknown keys are a ValueError naming the closest key."""
     if not isinstance(d, dict):
@@ -345,7 +302,7 @@ def config_from_dict(d: dict, cls=TrainConfig, prefix: str = ""):
         if sub:
             kwargs[key] = config_from_dict(value or {}, sub, f"{prefix}{key}.")
         else:
-            kwargs[key] = _coerce(value, hints[key], prefix + key)
+            kwargs[key] = coerce(value, hints[key], prefix + key)
     try:
         return cls(**kwargs)
     except ValueError as e:  # a range check: its message starts with the key, here given its section
