@@ -160,7 +160,7 @@ def _sample(args) -> int:
         options = sampler_options_from_args(args)  # the library's checks, in the CLI's words:
         graph, kind = pre.diffusion.graph, type(pre.diffusion.graph).__name__
         if options.get("guidance") and condition is None:
-            raise ValueError("--guidance needs --prompt or --template (it weighs them against no prompt)")
+            raise ValueError("--guidance needs a prompt: use --prompt or --template")
         if options.get("guidance") and graph.mask_id is None:
             raise ValueError(f"--guidance needs a masked (absorbing) model; this one is {kind}")
         fits = [n for n, s in SAMPLERS.items() if not (s.needs_mask and graph.mask_id is None)]
