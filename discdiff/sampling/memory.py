@@ -26,11 +26,19 @@ def sampling_memory(num_samples: int, length: int, num_states: int, *, steps: in
 
 
 def available_memory(device=None) -> int | None:
-    """Free bytes on ``device``: torch.cuda.mem_get_info on CUDA, available physical pages on Linux;
-    None when the platform does not say."""
+    """Free bytes on ``device``: torch.cuda.mem_get_info on CUDA; on Linux the kernel's MemAvailable
+    (free pages plus reclaimable cache), else free physical pages (SC_AVPHYS_PAGES); None when the
+    platform does not say."""
     device = torch.device(device) if device is not None else torch.device("cpu")
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):

@@ -157,3 +157,15 @@ def test_the_exact_absorbing_denoiser_is_time_free_and_declares_it():
     x = g.sample_transition(TOY.sample(64, torch.Generator().manual_seed(0)), torch.full((64,), 0.7))
     assert torch.allclose(model(x, torch.full((64,), 0.2)), model(x, torch.full((64,), 3.0)))
     assert is_time_free(model) is True and is_time_free(TOY.denoiser_model(dd.Uniform(3))) is False
+
+
+def test_the_memory_estimate_counts_outputs_grid_and_trajectory():
+    from discdiff.sampling.memory import available_memory, sampling_memory
+
+    # [B, L, S] float32 outputs + float64 copies, steps + 1 float64 times, a trajectory of int64 states
+    got = sampling_memory(4, 8, 6, steps=10, trajectory_len=12, guidance=False, dtype=torch.float32)
+    assert got == 4 * 8 * 6 * (4 + 8) + 11 * 8 + 12 * 4 * 8 * 8
+    guided = sampling_memory(4, 8, 6, steps=None, trajectory_len=0, guidance=True, dtype=torch.float32)
+    assert guided == 2 * 4 * 8 * 6 * 12  # both passes of a guided call in one batch
+    free = available_memory()
+    assert free is None or free > 0
