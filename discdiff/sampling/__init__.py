@@ -94,7 +94,8 @@ def check_sample_size(num_samples, length) -> None:
 def run_sampler(pred: Predictor, num_samples: int, length: int, sampler: str, opts: SamplerOptions, *,
                 generator: torch.Generator | None = None,
                 callback: Callable[[int, torch.Tensor, int], None] | None = None) -> SampleOutput:
-    """Run ``sampler`` (a checked name) with validated loop options on ``pred``.
+    """Run ``sampler`` (a checked name) with validated loop options on ``pred`` (its counters and cache
+    start afresh: ``SampleOutput.nfe`` counts this run).
 
     Refuses a request whose memory estimate (``sampling_memory``) exceeds what is available, before
     allocating. ``callback(step, state, nfe)`` sees the state [B, L] at the start (step 0) and after every
@@ -106,6 +107,7 @@ def run_sampler(pred: Predictor, num_samples: int, length: int, sampler: str, op
     trajectory_len = ((opts.steps if reads_steps else length) + 2) if opts.return_trajectory else 0
     check_memory(sampling_memory(num_samples, length, pred.graph.num_states, steps=opts.steps if reads_steps else None,
                                  trajectory_len=trajectory_len, guidance=bool(pred.guidance)), pred.device)
+    pred.start(num_samples)
     x = pred.pin(pred.graph.sample_prior((num_samples, length), generator=generator, device=pred.device))
     trajectory = [x] if opts.return_trajectory else None
     steps_done = 0
@@ -137,6 +139,4 @@ def sample(pred: Predictor, num_samples: int, length: int, sampler: str | None =
     if split.predictor:
         name = next(iter(split.predictor))
         raise ValueError(f"{name} is a Predictor setting: pass it to Predictor(..., {name}=...)")
-    if pred.num_rows is None:
-        pred.num_rows = num_samples
     return run_sampler(pred, num_samples, length, sampler, split.loop, generator=generator, callback=callback)

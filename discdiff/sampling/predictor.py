@@ -86,6 +86,11 @@ class Predictor:
         return bool(cache) if cache is not None else (self.parameterization.name == "denoiser" and declared is True)
 
     # --- NFE counting -------------------------------------------------------------------------------
+    def start(self, num_rows: int) -> None:
+        """Begin a sampling run of ``num_rows`` rows: zero the counters, empty the per-row cache."""
+        self.num_rows, self.nfe = num_rows, 0
+        self._nfe_per_row = self._cached_x = self._cached_log_probs = None
+
     @property
     def nfe_per_row(self) -> Tensor:
         """[num_rows] how many times each row went through the model."""
@@ -133,7 +138,8 @@ class Predictor:
             self.num_rows = x.shape[0] if self.num_rows is None else self.num_rows
             rows = torch.arange(x.shape[0], device=x.device)
         if self._cached_x is None or self._cached_x.shape[1] != x.shape[1]:
-            self.nfe_per_row  # noqa: B018 - raises if the batch size is unknown
+            if self.num_rows is None:
+                raise ValueError("pass num_rows= to the Predictor to cache predictions per row")
             self._cached_x = torch.full((self.num_rows, x.shape[1]), -1, dtype=x.dtype, device=x.device)
             self._cached_log_probs = None
         miss = (self._cached_x[rows] != x).any(-1).nonzero().squeeze(-1)

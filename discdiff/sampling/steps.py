@@ -55,7 +55,10 @@ def noise_at(schedule: Schedule, t: float, batch: int, device=None) -> Noise:
 
 def euler_step(log_score: Tensor, x: Tensor, t: float, s: float, graph: Graph, schedule: Schedule,
                generator: torch.Generator | None = None, *, method: str = "float64") -> Tensor:
-    """First-order step of the reverse CTMC from t to s < t; error O(t - s) per step. Returns x_s [B, L]."""
+    """First-order step of the reverse CTMC from t to s < t; error O(t - s) per step. Returns x_s [B, L].
+
+    ``log_score`` [B, L, S] is the model's at (x, sigma_bar(t)); a loop of these steps is in the module
+    docstring of ``discdiff.sampling.steps``."""
     _, sigma = noise_at(schedule, t, x.shape[0], x.device)
     rates = graph.reverse_rates(x, log_score.exp()) * ((t - s) * sigma)[:, None, None]
     probs = F.one_hot(x, graph.num_states).to(rates.dtype) + rates
