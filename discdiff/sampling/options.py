@@ -70,8 +70,8 @@ class Option:
 OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("sampler", str, None, "reverse process (default: one that fits the model's graph, named when used)",
            goes_to="front", choices=SAMPLER_NAMES, nullable=True, web=True, flag="--sampler"),
-    Option("steps", int, 128, "sampling steps (first_hitting ignores it: one call per token; confidence "
-           "splits them over blocks)", samplers=tuple(n for n in ALL if n != "first_hitting"), interval="[1, inf)",
+    Option("steps", int, 128, "sampling steps; first_hitting ignores it (one call per token), confidence "
+           "splits them over blocks", samplers=tuple(n for n in ALL if n != "first_hitting"), interval="[1, inf)",
            web=True, flag="--steps"),
     Option("temperature", float, 1.0, "softmax temperature of clean-token draws", goes_to="predictor",
            interval="(0, inf)", web=True, flag="--temperature"),
@@ -79,12 +79,12 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            interval="[1, inf)", nullable=True, web=True, flag="--top-k"),
     Option("top_p", float, None, "nucleus sampling: keep the most likely clean tokens holding this mass",
            goes_to="predictor", interval="(0, 1]", nullable=True, web=True, flag="--top-p"),
-    Option("guidance", float, 0.0, "classifier-free guidance weight w (needs a condition; absorbing graphs)",
+    Option("guidance", float, 0.0, "classifier-free guidance weight w; needs a condition and an absorbing graph",
            goes_to="predictor", interval="[0, inf)", flag="--guidance"),
     Option("threshold", float, None, "unmask every position whose confidence exceeds this (Fast-dLLM)",
            samplers=("confidence",), interval="(0, 1)", nullable=True, web=True, flag="--threshold"),
-    Option("block_length", int, None, "decode semi-autoregressive blocks of this many tokens (default: one "
-           "block)", samplers=("confidence",), interval="[1, inf)", nullable=True, web=True, flag="--block-length"),
+    Option("block_length", int, None, "decode semi-autoregressive blocks of this many tokens; default: one "
+           "block", samplers=("confidence",), interval="[1, inf)", nullable=True, web=True, flag="--block-length"),
     Option("remasking", str, "low_confidence", "which predictions to keep: the most confident, or random ones "
            "(exact any-order sampling)", samplers=("confidence",), choices=("low_confidence", "random"),
            flag="--remasking"),
