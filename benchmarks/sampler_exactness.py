@@ -19,7 +19,7 @@ import torch
 
 import discdiff as dd
 from discdiff.evaluation.results import pyplot
-from discdiff.exact import ToyDistribution, _index
+from discdiff.exact import ToyDistribution, sequence_index
 
 CASES = {
     "absorbing / log-linear": (lambda: dd.Absorbing(3), dd.LogLinear),
@@ -29,7 +29,7 @@ CASES = {
 
 
 def tv(samples: torch.Tensor, probs: torch.Tensor) -> float:
-    counts = torch.bincount(_index(samples, 3), minlength=len(probs)).double()
+    counts = torch.bincount(sequence_index(samples, 3), minlength=len(probs)).double()
     return 0.5 * (counts / len(samples) - probs).abs().sum().item()
 
 

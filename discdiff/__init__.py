@@ -9,8 +9,8 @@
 
 from . import losses
 from .autoregressive import Autoregressive
-from .diffusion import Diffusion, NLLEstimate, stratified_uniform
 from .dense_graph import DenseGraph
+from .diffusion import Diffusion, NLLEstimate, stratified_uniform
 from .graphs import Absorbing, Graph, Uniform
 from .parameterization import get_parameterization
 from .schedules import Cosine, Geometric, Linear, LogLinear, Noise, Schedule

@@ -101,12 +101,10 @@ def _sample_arguments(p: argparse.ArgumentParser) -> None:
                    help="a save_pretrained directory, or a run directory holding pretrained/")
     p.add_argument("--num-samples", type=int, default=4, help="how many sequences to draw")
     p.add_argument("--length", type=int, default=None, help="tokens per sequence (default: the training context)")
-    p.add_argument("--sampler", default="ancestral", help="euler, tau_leaping, tweedie, ancestral, "
-                   "first_hitting or confidence (diffusion models; the AR baseline samples left to right)")
-    p.add_argument("--steps", type=int, default=128, help="sampling steps (first_hitting ignores it)")
-    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of clean-token draws")
-    p.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens per draw")
-    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass per draw")
+    from discdiff.sampling import add_sampler_arguments
+
+    add_sampler_arguments(p)  # --sampler --steps --temperature --top-k --top-p --guidance and the confidence
+    # sampler's --threshold --block-length --remasking --greedy, from discdiff.sampling.OPTIONS
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--out", type=Path, default=None,
@@ -117,12 +115,6 @@ def _sample_arguments(p: argparse.ArgumentParser) -> None:
     cond.add_argument("--template", default=None,
                       help="an infill template: '_' is one blank token, '{N}' is N blanks, '\\_' a literal "
                       "underscore, e.g. 'To be, or {6} to be'; known parts stay fixed")
-    p.add_argument("--guidance", type=float, default=0.0,
-                   help="classifier-free guidance weight w for --prompt/--template (absorbing graphs)")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="confidence sampler: unmask every position above this confidence (Fast-dLLM)")
-    p.add_argument("--block-length", type=int, default=None,
-                   help="confidence sampler: semi-autoregressive blocks of this many tokens")
 
 
 def _condition(args, pre, length: int):
@@ -163,11 +155,23 @@ def _sample(args) -> int:
         ids = ARWrapper(pre.model, pre.vocab_size).sample(args.num_samples, length, gen, args.temperature,
                                                           args.top_k, args.top_p)
     else:
-        extra = {k: v for k, v in (("threshold", args.threshold), ("block_length", args.block_length)) if v}
-        out = pre.diffusion.sample(pre.model, args.num_samples, length, args.sampler, steps=args.steps,
-                                   generator=gen, device=args.device, temperature=args.temperature,
-                                   top_k=args.top_k, top_p=args.top_p, condition=condition,
-                                   guidance=args.guidance, **extra)
+        from discdiff.sampling import SAMPLERS, default_sampler, default_sampler_reason, sampler_options_from_args
+
+        options = sampler_options_from_args(args)  # the library's checks, in the CLI's words:
+        graph, kind = pre.diffusion.graph, type(pre.diffusion.graph).__name__
+        if options.get("guidance") and condition is None:
+            raise ValueError("--guidance needs a prompt: use --prompt or --template")
+        if options.get("guidance") and graph.mask_id is None:
+            raise ValueError(f"--guidance needs a masked (absorbing) model; this one is {kind}")
+        fits = [n for n, s in SAMPLERS.items() if not (s.needs_mask and graph.mask_id is None)]
+        if options.get("sampler", fits[0]) not in fits:
+            raise ValueError(f"--sampler {options['sampler']} needs a masked (absorbing) model; this one is "
+                             f"{kind}: use one of {', '.join(fits)}")
+        if "sampler" not in options:
+            options["sampler"] = default_sampler(graph, pre.diffusion.parameterization)
+            print(f"sampler: {default_sampler_reason(graph, pre.diffusion.parameterization)}", file=sys.stderr)
+        out = pre.diffusion.sample(pre.model, args.num_samples, length, generator=gen, device=args.device,
+                                   condition=condition, **options)
         ids = out.samples
     rows = []
     for row in ids.tolist():

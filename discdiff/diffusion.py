@@ -33,7 +33,10 @@ from torch import Tensor
 
 from . import losses
 from .graphs import Graph
+from .model_call import call_model
 from .parameterization import Parameterization, get_parameterization
+from .sampling import Predictor, SampleOutput, check_sample_size, resolve_sampler, run_sampler, split_options
+from .sampling.options import OPTIONS
 from .schedules import Schedule, check_times
 
 __all__ = ["Diffusion", "NLLEstimate", "stratified_uniform"]
@@ -160,26 +163,38 @@ class Diffusion:
             )
         return NLLEstimate(draws.mean(0), draws.std(0) / math.sqrt(num_draws))
 
-    def sample(self, model: Model, num_samples: int, length: int, sampler: str = "ancestral", *,
-               steps: int = 128, generator: torch.Generator | None = None, condition=None,
-               guidance: float = 0.0, device=None, callback=None, **options):
+    def sample(self, model: Model, num_samples: int, length: int, sampler: str | None = None, *,
+               generator: torch.Generator | None = None, condition=None, guidance: float = 0.0, device=None,
+               callback=None, **options) -> SampleOutput:
         """Draw ``num_samples`` sequences of ``length`` tokens from the reverse process.
 
         Args:
-            sampler: "euler", "tau_leaping", "tweedie", "ancestral", "first_hitting" or "confidence".
-            steps: number of steps (first_hitting ignores it; confidence splits it over blocks).
+            sampler: "euler", "tau_leaping", "tweedie", "ancestral", "first_hitting" or "confidence";
+                None picks one that fits the graph (``discdiff.sampling.default_sampler``).
             condition: ``discdiff.sampling.Condition(tokens, known)``, positions pinned to known tokens.
             guidance: classifier-free guidance weight w (needs a condition and an absorbing graph).
             callback: ``callback(step, state [B, L], nfe)`` at the start (step 0) and after every step.
-            options: temperature, top_k, top_p, t_end, denoise, cache, categorical, return_trajectory and
-                sampler-specific ones (confidence: block_length, threshold, remasking, greedy).
+            options: the rows of ``discdiff.sampling.OPTIONS``: steps (default 128; first_hitting ignores
+                it, confidence splits it over blocks), temperature, top_k, top_p, t_end, denoise, cache,
+                categorical, return_trajectory, and the confidence sampler's block_length, threshold,
+                remasking, greedy.
 
+        Builds a ``discdiff.sampling.Predictor`` (the model's answer, with conditioning, guidance, caching
+        and NFE counting) and runs the sampler on it. Refuses a request that cannot fit in memory.
         Returns ``SampleOutput(samples [B, L], nfe, nfe_per_row [B], trajectory)``.
         """
-        from .sampling import sample
-
-        return sample(self, model, num_samples, length, sampler, generator=generator, condition=condition,
-                      guidance=guidance, device=device, callback=callback, steps=steps, **options)
+        sampler = resolve_sampler(sampler, self.graph, self.parameterization)
+        split = split_options(sampler, options)
+        predictor_options = dict(split.predictor)
+        if sampler not in OPTIONS["cache"].samplers:
+            predictor_options["cache"] = False  # no other sampler re-asks an unchanged row
+        check_sample_size(num_samples, length)
+        if condition is not None:
+            condition = condition.validate(num_samples, length, self.graph.num_clean_states).to(device)
+        predictor = Predictor(model, self.graph, self.schedule, self.parameterization, condition=condition,
+                              guidance=guidance, num_rows=num_samples, device=device, **predictor_options)
+        return run_sampler(predictor, num_samples, length, sampler, split.loop, generator=generator,
+                           callback=callback)
 
     # --- helpers ------------------------------------------------------------------------------------
     @staticmethod
@@ -198,24 +213,16 @@ class Diffusion:
             return stratified_uniform(x0.shape[0], generator, x0.device, low=self.t_min)
         return t.clamp_min(self.t_min).to(torch.get_default_dtype())
 
-    def call_model(self, model: Model, x_t: Tensor, sigma_bar: Tensor) -> Tensor:
-        """Call ``model(x_t, sigma_bar)`` and check it returned [B, L, >= num_clean_states] values."""
-        out = model(x_t, sigma_bar)
-        if not isinstance(out, Tensor) or out.shape[:2] != x_t.shape or out.ndim != 3:
-            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise ValueError(f"model must return [B, L, S] for x_t {tuple(x_t.shape)}, got {shape}")
-        if out.shape[-1] < self.graph.num_clean_states:
-            raise ValueError(
-                f"model returned {out.shape[-1]} values per position; the graph needs "
-                f"{self.graph.num_states} (at least {self.graph.num_clean_states} clean-token logits)"
-            )
-        return out
+    def _call(self, model, x_t, sigma_bar, valid):
+        """The model's output on x_t; on a padded batch a model that takes ``padding_mask`` gets it
+        (``discdiff.model_call.call_model``: the one padding policy)."""
+        return call_model(model, x_t, sigma_bar, valid, num_clean_states=self.graph.num_clean_states)
 
     def _noised(self, model, x0, valid, t, generator):
         t = self._times(t, x0, generator)
         noise = self.schedule(t)
         x_t = torch.where(valid, self.graph.sample_transition(x0, noise.total, generator), x0)
-        return noise, x_t, self.call_model(model, x_t, noise.total)
+        return noise, x_t, self._call(model, x_t, noise.total, valid)
 
     def _require_mask(self, objective: str) -> int:
         if self.graph.mask_id is None:
@@ -244,11 +251,11 @@ class Diffusion:
         ce = losses.masked_ce(log_probs, x0, (x_t == mask_id) & valid)
         return (1 - self.t_min) * losses.t_dce_weight(noise.total, noise.rate) * ce.sum(-1)
 
-    def _masked_call(self, model, x0, masked, mask_prob):
+    def _masked_call(self, model, x0, masked, mask_prob, valid):
         """Replace masked positions by MASK and ask the model; sigma_bar = -log(1 - mask_prob)."""
         x_t = torch.where(masked, self.graph.mask_id, x0)
         sigma_bar = -torch.log1p(-mask_prob.clamp_max(1 - 1e-6))
-        out = self.call_model(model, x_t, sigma_bar)
+        out = self._call(model, x_t, sigma_bar, valid)
         return self.parameterization.clean_log_probs(out, x_t, sigma_bar, self.graph)
 
     def _lambda_dce(self, model, x0, valid, t, generator):
@@ -256,7 +263,7 @@ class Diffusion:
         lam = self._times(t, x0, generator)
         u = torch.rand(x0.shape, generator=generator, dtype=torch.float64, device=x0.device)
         masked = (u < lam[:, None]) & valid
-        log_probs = self._masked_call(model, x0, masked, lam)
+        log_probs = self._masked_call(model, x0, masked, lam, valid)
         ce = losses.masked_ce(log_probs, x0, masked)
         return (1 - self.t_min) * losses.lambda_dce_weight(lam) * ce.sum(-1)
 
@@ -271,6 +278,6 @@ class Diffusion:
         keys = keys.masked_fill(~valid, 2.0)  # pads sort last and are never masked
         rank = keys.argsort(-1).argsort(-1)
         masked = rank < k[:, None]
-        log_probs = self._masked_call(model, x0, masked, k / (length + 1.0))
+        log_probs = self._masked_call(model, x0, masked, k / (length + 1.0), valid)
         ce = losses.masked_ce(log_probs, x0, masked)
         return losses.k_dce_weight(k, length) * ce.sum(-1)

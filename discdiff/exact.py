@@ -30,7 +30,7 @@ from torch import Tensor
 
 from .graphs import Graph
 
-__all__ = ["ToyDistribution", "enumerate_sequences"]
+__all__ = ["ToyDistribution", "enumerate_sequences", "sequence_index"]
 
 _LOG_ZERO = -1e4  # finite stand-in for log 0 in oracle outputs (exp() of it is exactly 0 in fp32/fp64)
 
@@ -40,10 +40,12 @@ def enumerate_sequences(num_states: int, length: int) -> Tensor:
     return torch.tensor(list(itertools.product(range(num_states), repeat=length)), dtype=torch.long)
 
 
-def _index(x: Tensor, num_states: int) -> Tensor:
+def sequence_index(x: Tensor, num_states: int) -> Tensor:
     """Lexicographic index of each sequence in ``x`` [..., L] (inverse of ``enumerate_sequences``)."""
     powers = num_states ** torch.arange(x.shape[-1] - 1, -1, -1, device=x.device)
     return (x * powers).sum(-1)
+
+
 
 
 class ToyDistribution:
@@ -84,7 +86,7 @@ class ToyDistribution:
 
     def prob_of(self, x: Tensor) -> Tensor:
         """p_data(x) for clean sequences x [..., L]."""
-        return self.probs[_index(x, self.vocab_size)]
+        return self.probs[sequence_index(x, self.vocab_size)]
 
     # --- noisy marginals ----------------------------------------------------------------------------
     @staticmethod
@@ -151,14 +153,20 @@ class ToyDistribution:
         return _on_distinct_rows(lambda x_t, sigma_bar: self.concrete_score(graph, x_t, sigma_bar))
 
     def denoiser_model(self, graph: Graph):
-        """``model(x_t, sigma_bar) -> [B, L, S]`` exact clean log-probs, padded to S (parameterization='denoiser')."""
+        """``model(x_t, sigma_bar) -> [B, L, S]`` exact clean log-probs, padded to S (parameterization='denoiser').
+
+        On the absorbing graph the exact posterior ignores sigma_bar (masked positions carry no information
+        about x0 at any noise level), and the oracle declares it: ``time_free`` is True, so samplers cache it.
+        """
 
         def model(x_t: Tensor, sigma_bar: Tensor) -> Tensor:
             log_probs = self.clean_log_probs(graph, x_t, sigma_bar)
             pad = graph.num_states - self.vocab_size
             return torch.nn.functional.pad(log_probs, (0, pad), value=_LOG_ZERO)
 
-        return _on_distinct_rows(model)
+        oracle = _on_distinct_rows(model)
+        oracle.time_free = graph.mask_id is not None  # see discdiff.model_call.is_time_free
+        return oracle
 
 
 def _on_distinct_rows(fn):

@@ -8,7 +8,8 @@ y != x and columns summing to zero, so ``dp_t/dt = sigma(t) Q p_t`` and
 The reverse process jumps x -> y at rate ``sigma(t) Q[x, y] s(y)`` with the concrete score
 ``s(y) = p_t(y) / p_t(x)`` (one position changed). Everything a loss or sampler needs from a graph is
 expressed through the few methods of ``Graph``; ``Absorbing`` and ``Uniform`` implement them in closed
-form in O(S) per position, ``DenseGraph`` (``discdiff.dense_graph``) for any user rate matrix through matrix exponentials.
+form in O(S) per position, ``DenseGraph`` (``discdiff.dense_graph``) for any user rate matrix through
+matrix exponentials.
 
 Shapes: tokens ``x`` are LongTensors of any shape ``[...]``; per-state vectors are ``[..., S]``.
 ``sigma_bar`` broadcasts over the *leading* dims of ``x`` (shape [B] against x [B, L] is read as [B, 1]).

@@ -5,59 +5,47 @@ position becomes clean token y with probability (alpha_s - alpha_t) / (1 - alpha
 and stays masked otherwise; unmasked positions never change. The last step goes to t = 0 and unmasks
 every remaining position.
 
-Caching: a time-free denoiser's prediction depends on x_t only, so a row whose tokens did not change
-in a step reuses its last prediction. It is on by default for denoisers unless the model declares
-``config.time_conditioning`` (discdiff's DiffusionTransformer does); pass ``cache=False`` for any other
-model whose output depends on sigma_bar. Rows are tracked one by one (one row's change never invalidates
-another's cache), and only changed rows are sent to the model. With n steps and length l, the expected
-number of evaluations per row is about n (1 - (1 - 1/n)^l) under the log-linear schedule.
+Caching (the Predictor's ``cache``): a time-free denoiser's prediction depends on x_t only, so a row whose
+tokens did not change in a step reuses its last prediction, and only changed rows are sent to the model.
+It is on by default only for a denoiser that declares itself time-free (``discdiff.model_call.is_time_free``:
+discdiff's DiffusionTransformer does); pass ``cache=True`` for an undeclared time-free model. With n steps
+and length l, the expected number of evaluations per row is about n (1 - (1 - 1/n)^l) under the log-linear
+schedule.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .base import Sampler, noise_at, time_grid
+from .base import Sampler
+from .steps import time_grid
 
 
 class Ancestral(Sampler):
     name = "ancestral"
     needs_mask = True
 
-    def run(self, ev, x, opts, generator, record):
-        mask_id = ev.graph.mask_id
-        time_free = ev.diffusion.parameterization.name == "denoiser" and not ev.time_conditioned
-        cache = time_free if opts.cache is None else opts.cache
-        if cache and not time_free:
-            raise ValueError("cache=True needs a time-free denoiser (parameterization='denoiser', no "
-                             "time_conditioning); a prediction that depends on t cannot be reused across steps")
-        grid = time_grid(opts.steps, 0.0)
-        log_probs = None
-        stale = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-        for k, (t, s) in enumerate(zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True)):
-            sigma_t, _ = noise_at(ev, t, x.shape[0], x.device)
-            sigma_s, _ = noise_at(ev, s, x.shape[0], x.device)
+    def run(self, pred, x, opts, generator, record):
+        mask_id = pred.graph.mask_id
+        batch = x.shape[0]
+        grid = time_grid(opts.steps, 0.0).tolist()
+        for k, (t, s) in enumerate(zip(grid[:-1], grid[1:], strict=True)):
+            sigma_t, sigma_s = pred.noise(t, batch).total, pred.noise(s, batch).total
             masked = x == mask_id
-            need = (stale & masked.any(-1)) if cache else masked.any(-1)
-            rows = need.nonzero().squeeze(-1)
-            if rows.numel():
-                fresh = ev.clean_log_probs(x[rows], sigma_t[rows], rows)
-                if log_probs is None:
-                    log_probs = torch.zeros(*x.shape, fresh.shape[-1], dtype=fresh.dtype, device=x.device)
-                log_probs[rows] = fresh
-            if log_probs is None:  # nothing is masked anywhere
+            rows = masked.any(-1).nonzero().squeeze(-1)
+            if rows.numel() == 0:  # nothing is masked anywhere
                 break
-            last = k == opts.steps - 1
+            log_probs = pred.clean_log_probs(x[rows], sigma_t[rows], rows)  # [r, L, C]
             # p(unmask in this step | still masked) = (alpha_s - alpha_t) / (1 - alpha_t)
             alpha_t, alpha_s = torch.exp(-sigma_t.double()), torch.exp(-sigma_s.double())
+            last = k == opts.steps - 1
             unmask = torch.ones_like(alpha_t) if last else (alpha_s - alpha_t) / (-torch.expm1(-sigma_t.double()))
             u = torch.rand(x.shape, generator=generator, dtype=torch.float64, device=x.device)
             reveal = masked & (u < unmask[:, None])
             if reveal.any():
-                weights = torch.softmax(ev.filtered(log_probs[reveal]), -1)
+                weights = torch.softmax(pred.filtered(log_probs[reveal[rows]]), -1)
                 x = x.clone()
-                x[reveal] = ev.draw(weights, generator)
-            x = ev.pin(x)
-            stale = reveal.any(-1)
+                x[reveal] = pred.draw(weights, generator)
+            x = pred.pin(x)
             record(x)
         return x

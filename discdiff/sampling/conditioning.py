@@ -50,6 +50,10 @@ class Condition:
             raise ValueError(f"known tokens must be clean ids in [0, {num_clean_states - 1}]")
         return Condition(tokens, known)
 
+    def to(self, device) -> Condition:
+        """The same condition on ``device`` (None: unchanged)."""
+        return self if device is None else Condition(self.tokens.to(device), self.known.to(device))
+
     def apply(self, x: Tensor, rows: Tensor | None = None) -> Tensor:
         """Pin the known positions of ``x`` (rows selects a subset of the batch)."""
         tokens, known = (self.tokens, self.known) if rows is None else (self.tokens[rows], self.known[rows])

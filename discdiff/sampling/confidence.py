@@ -30,18 +30,13 @@ def _quota(masked_in_block: torch.Tensor, steps_left: int) -> torch.Tensor:
 class Confidence(Sampler):
     name = "confidence"
     needs_mask = True
-    extras = {"block_length": None, "threshold": None, "remasking": "low_confidence", "greedy": False}
 
-    def run(self, ev, x, opts, generator, record):
-        block_length, threshold, remasking, greedy = (opts.extra[k] for k in self.extras)
+    def run(self, pred, x, opts, generator, record):
+        threshold, remasking, greedy = opts.threshold, opts.remasking, opts.greedy
         length = x.shape[1]
-        block_length = length if block_length is None else block_length
-        if isinstance(block_length, bool) or not isinstance(block_length, int) or not 0 < block_length <= length:
-            raise ValueError(f"block_length must be an integer in [1, {length}], got {block_length!r}")
-        if remasking not in ("low_confidence", "random"):
-            raise ValueError(f"remasking must be 'low_confidence' or 'random', got {remasking!r}")
-        if threshold is not None and not 0.0 < threshold < 1.0:
-            raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
+        block_length = length if opts.block_length is None else opts.block_length
+        if not block_length <= length:  # the table checked it is an integer >= 1
+            raise ValueError(f"block_length must be an integer in [1, {length}] (the length), got {block_length!r}")
         num_blocks = -(-length // block_length)
         if threshold is None and opts.steps < num_blocks:
             raise ValueError(f"steps ({opts.steps}) must be >= the number of blocks ({num_blocks})")
@@ -51,24 +46,24 @@ class Confidence(Sampler):
             in_block = (positions >= b * block_length) & (positions < (b + 1) * block_length)
             step = 0
             while True:
-                masked = (x == ev.graph.mask_id) & in_block
+                masked = (x == pred.graph.mask_id) & in_block
                 rows = masked.any(-1).nonzero().squeeze(-1)
                 if rows.numel() == 0:
                     break
                 # a time-conditioned model sees the noise level its masked fraction implies
-                frac = (x[rows] == ev.graph.mask_id).double().mean(-1).clamp(1.0 / length, 1 - 1e-6)
+                frac = (x[rows] == pred.graph.mask_id).double().mean(-1).clamp(1.0 / length, 1 - 1e-6)
                 sigma_bar = torch.zeros(x.shape[0], device=x.device)
                 sigma_bar[rows] = (-torch.log1p(-frac)).to(sigma_bar.dtype)
-                x = self._step(ev, x, rows, masked[rows], sigma_bar, generator,
+                x = self._step(pred, x, rows, masked[rows], sigma_bar, generator,
                                threshold, remasking, greedy, max(steps_per_block - step, 1))
                 step += 1
                 record(x)
         return x
 
-    def _step(self, ev, x, rows, masked, sigma_bar, generator, threshold, remasking, greedy, steps_left):
-        log_probs = ev.clean_log_probs(x[rows], sigma_bar[rows], rows)  # [r, L, C]
-        weights = torch.softmax(ev.filtered(log_probs), -1)
-        tokens = weights.argmax(-1) if greedy else ev.draw(weights, generator)
+    def _step(self, pred, x, rows, masked, sigma_bar, generator, threshold, remasking, greedy, steps_left):
+        log_probs = pred.clean_log_probs(x[rows], sigma_bar[rows], rows)  # [r, L, C]
+        weights = torch.softmax(pred.filtered(log_probs), -1)
+        tokens = weights.argmax(-1) if greedy else pred.draw(weights, generator)
         if remasking == "random":
             conf = torch.rand(masked.shape, generator=generator, dtype=torch.float64, device=x.device)
         else:
@@ -81,5 +76,5 @@ class Confidence(Sampler):
             keep = (conf > threshold) | (rank == 0)
         keep &= masked
         x = x.clone()
-        x[rows] = ev.pin(torch.where(keep, tokens, x[rows]), rows)
+        x[rows] = pred.pin(torch.where(keep, tokens, x[rows]), rows)
         return x

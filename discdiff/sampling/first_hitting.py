@@ -22,9 +22,9 @@ class FirstHitting(Sampler):
     name = "first_hitting"
     needs_mask = True
 
-    def run(self, ev, x, opts, generator, record):
-        mask_id = ev.graph.mask_id
-        schedule = ev.diffusion.schedule
+    def run(self, pred, x, opts, generator, record):
+        mask_id = pred.graph.mask_id
+        schedule = pred.schedule
         batch, device = x.shape[0], x.device
         # every row starts at t = 1
         sigma = schedule.total(torch.ones(batch, dtype=torch.float64, device=device))
@@ -39,12 +39,12 @@ class FirstHitting(Sampler):
             gone = -torch.expm1(-sigma[rows]) * u ** (1.0 / m)  # 1 - alpha_s
             sigma[rows] = -torch.log1p(-gone)
             sigma[rows] = schedule.total(schedule.inverse(sigma[rows]))  # stay on the schedule's range
-            log_probs = ev.clean_log_probs(x[rows], sigma[rows].to(torch.get_default_dtype()), rows)
+            log_probs = pred.clean_log_probs(x[rows], sigma[rows].to(torch.get_default_dtype()), rows)
             keys = torch.rand(masked[rows].shape, generator=generator, dtype=torch.float64, device=device)
             pos = keys.masked_fill(~masked[rows], -1.0).argmax(-1)  # a uniformly chosen masked position
             picked = log_probs[torch.arange(rows.numel(), device=device), pos]
-            tokens = ev.draw(torch.softmax(ev.filtered(picked), -1), generator)
+            tokens = pred.draw(torch.softmax(pred.filtered(picked), -1), generator)
             x = x.clone()
             x[rows, pos] = tokens
-            x = ev.pin(x)
+            x = pred.pin(x)
             record(x)

@@ -13,7 +13,6 @@ sampler produces it, as the positions that changed. ``check`` is called before e
 from __future__ import annotations
 
 import dataclasses
-import math
 import secrets
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ import torch
 
 from discdiff.autoregressive import Autoregressive
 from discdiff.data.template import TemplateError, template_ids
-from discdiff.sampling import SAMPLERS, SamplerOptions, infill_template
+from discdiff.sampling import OPTIONS, SAMPLERS, check_request_option, default_sampler, infill_template
 
 __all__ = ["Engine", "Job", "Limits", "RequestError", "Stopped"]
 
@@ -96,20 +95,17 @@ class Job:
         return len(self.ids)
 
 
-# name -> (type check, description); every field a request may carry.
+# name -> (type check, description): the request fields that are not sampler options. The sampler
+# options a request may set are the rows of discdiff.sampling.OPTIONS marked `web`.
 _FIELDS: dict[str, tuple[type | tuple, str]] = {
     "template": (str, "a string"),
     "length": (int, "an integer or null"),
-    "sampler": (str, "a string"),
-    "steps": (int, "an integer"),
     "num_samples": (int, "an integer"),
     "seed": (int, "an integer or null"),
-    "temperature": ((int, float), "a number"),
-    "top_k": (int, "an integer or null"),
-    "top_p": ((int, float), "a number or null"),
-    "threshold": ((int, float), "a number or null"),
-    "block_length": (int, "an integer or null"),
 }
+_SAMPLER_FIELDS = [name for name, opt in OPTIONS.items() if opt.web]
+# the options every sampler reads go to Job.options; those of one sampler (confidence's) to Job.extras
+_SHARED = [name for name in _SAMPLER_FIELDS if name not in ("sampler", "steps") and len(OPTIONS[name].samplers) > 1]
 
 
 class Engine:
@@ -131,6 +127,7 @@ class Engine:
         kind = getattr(tokenizer, "kind", None)
         self.modality = MODALITIES.get(kind, "text") if tokenizer is not None else "ids"
         self.samplers = [n for n, s in SAMPLERS.items() if not (s.needs_mask and self.graph.mask_id is None)]
+        self.default_sampler = default_sampler(self.graph, diffusion.parameterization)
         if self.modality == "image":
             pixels = tokenizer.height * tokenizer.width
             if pixels > self.limits.max_length:
@@ -203,7 +200,7 @@ class Engine:
             "image": image,
             "samplers": self.samplers,
             "limits": vars(self.limits),
-            "defaults": {"sampler": "ancestral" if "ancestral" in self.samplers else self.samplers[0],
+            "defaults": {"sampler": self.default_sampler,
                          "steps": min(64, self.limits.max_steps), "num_samples": 1, "temperature": 1.0},
             "examples": self.examples(),
         }
@@ -217,27 +214,21 @@ class Engine:
         """Validate a request body (a dict from JSON); raises RequestError (400) naming the problem."""
         if not isinstance(payload, dict):
             raise RequestError("the request body must be a JSON object")
-        unknown = sorted(set(payload) - set(_FIELDS))
+        unknown = sorted(set(payload) - set(_FIELDS) - set(_SAMPLER_FIELDS))
         if unknown:
-            raise RequestError(f"unknown field {unknown[0]!r}; valid fields: {sorted(_FIELDS)}")
+            raise RequestError(f"unknown field {unknown[0]!r}; valid fields: {sorted([*_FIELDS, *_SAMPLER_FIELDS])}")
         for name, value in payload.items():
+            if name not in _FIELDS:
+                continue
             kind, described = _FIELDS[name]
             if value is None and "null" in described:
                 continue
             if isinstance(value, bool) or not isinstance(value, kind):
                 raise RequestError(f"{name} must be {described}, got {value!r}")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise RequestError(f"{name} must be finite, got {value!r}")
         lim = self.limits
-        sampler = payload.get("sampler", "ancestral")
-        if sampler not in SAMPLERS:
-            raise RequestError(f"unknown sampler {sampler!r}; choose one of {self.samplers}")
-        if sampler not in self.samplers:
-            raise RequestError(f"sampler {sampler!r} needs an absorbing (masked) model; this one is "
-                               f"{type(self.graph).__name__}: choose one of {self.samplers}")
-        steps = payload.get("steps", 64)
-        if not 1 <= steps <= lim.max_steps:
-            raise RequestError(f"steps must lie in [1, {lim.max_steps}], got {steps}")
+        sampler = self._sampler(payload.get("sampler"))
+        options = self._options(sampler, payload, {"steps": lim.max_steps})
+        steps = options.pop("steps", 64)
         num_samples = payload.get("num_samples", 1)
         if not 1 <= num_samples <= lim.max_samples:
             raise RequestError(f"num_samples must lie in [1, {lim.max_samples}], got {num_samples}")
@@ -247,13 +238,35 @@ class Engine:
             seed = secrets.randbelow(2**31)
         elif not 0 <= seed < 2**63:
             raise RequestError(f"seed must lie in [0, 2^63), got {seed}")
-        options = {k: payload[k] for k in ("temperature", "top_k", "top_p") if payload.get(k) is not None}
-        try:
-            SamplerOptions(steps=steps, **options).validate()
-        except ValueError as e:
-            raise RequestError(str(e)) from None
-        extras = self._extras(sampler, payload, steps, len(ids))
+        extras = {k: options.pop(k) for k in list(options) if k not in _SHARED}
+        self._check_blocks(extras, steps, len(ids))
         return Job(sampler, steps, num_samples, ids, seed, options, extras)
+
+    def _sampler(self, sampler) -> str:
+        if sampler is None:
+            return self.default_sampler
+        if not isinstance(sampler, str):
+            raise RequestError(f"sampler must be a string, got {sampler!r}")
+        if sampler not in SAMPLERS:
+            raise RequestError(f"unknown sampler {sampler!r}; choose one of {self.samplers}")
+        if sampler not in self.samplers:
+            raise RequestError(f"sampler {sampler!r} needs an absorbing (masked) model; this one is "
+                               f"{type(self.graph).__name__}: choose one of {self.samplers}")
+        return sampler
+
+    @staticmethod
+    def _options(sampler: str, payload: dict, limits: dict) -> dict:
+        """The sampler options of the request, checked against discdiff.sampling.OPTIONS and ``limits``
+        (name -> the server's maximum)."""
+        options = {}
+        for name in _SAMPLER_FIELDS:
+            if name == "sampler" or payload.get(name) is None:
+                continue
+            try:
+                options[name] = check_request_option(name, payload[name], sampler, high=limits.get(name))
+            except ValueError as e:
+                raise RequestError(str(e)) from None
+        return options
 
     def _template(self, template: str, length: int | None) -> list[int | None]:
         lim = self.limits
@@ -272,21 +285,15 @@ class Engine:
         except TemplateError as e:
             raise RequestError(f"template: {e}") from None
 
-    def _extras(self, sampler: str, payload: dict, steps: int, length: int) -> dict:
-        given = {k: payload[k] for k in ("threshold", "block_length") if payload.get(k) is not None}
-        if sampler != "confidence":
-            if given:
-                raise RequestError(f"{sorted(given)[0]} applies to the confidence sampler only")
-            return {}
-        threshold, block_length = given.get("threshold"), given.get("block_length")
-        if threshold is not None and not 0.0 < threshold < 1.0:
-            raise RequestError(f"threshold must lie in (0, 1), got {threshold}")
-        if block_length is not None and not 1 <= block_length <= length:
+    @staticmethod
+    def _check_blocks(extras: dict, steps: int, length: int) -> None:
+        """The confidence sampler's limits that depend on the request's length and steps."""
+        threshold, block_length = extras.get("threshold"), extras.get("block_length")
+        if block_length is not None and not block_length <= length:
             raise RequestError(f"block_length must lie in [1, {length}] (the length), got {block_length}")
         blocks = -(-length // (block_length or length))
         if threshold is None and steps < blocks:
             raise RequestError(f"steps ({steps}) must be at least the number of blocks ({blocks})")
-        return given
 
     # ------------------------------------------------------------------ generation
 

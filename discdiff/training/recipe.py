@@ -75,18 +75,14 @@ def make_objective(c: DiffusionConfig, diff: dd.Diffusion | dd.Autoregressive, v
     (``vocab_size`` is unused: ``diff`` knows it.)
 
     `t` is this micro-batch's slice of one stratified draw over the global batch (see draw_times; the AR
-    loss draws nothing). Padding adds nothing to the loss, and when a batch has any, the backbone gets
-    `padding_mask` so no real position attends to a pad token (an all-real batch keeps the fast unmasked
-    attention path; Autoregressive.loss passes the mask itself).
+    loss draws nothing). Padding adds nothing to the loss; ``loss(..., padding_mask=)`` hands the mask to a
+    backbone that takes one (discdiff.model_call's single padding rule), so no real position attends to a pad
+    token, and an all-real batch keeps the fast unmasked attention path.
     """
     objective = c.objective or diff.default_objective
-    autoregressive = isinstance(diff, dd.Autoregressive)
 
     def objective_fn(model, x0, mask, t, generator):
         padded = not bool(mask.all())
-        if padded and not autoregressive:
-            backbone = model
-            model = lambda x_t, sigma_bar: backbone(x_t, sigma_bar, padding_mask=mask)  # noqa: E731
         return diff.loss(model, x0, objective, t=t, generator=generator, padding_mask=mask if padded else None)
 
     return objective_fn

@@ -1,11 +1,11 @@
 import torch
 
-from discdiff.exact import ToyDistribution, _index
+from discdiff.exact import ToyDistribution, sequence_index
 
 
 def total_variation(samples: torch.Tensor, probs: torch.Tensor, num_states: int) -> float:
     """TV between the empirical law of ``samples`` [N, L] and ``probs`` over all num_states^L sequences."""
-    counts = torch.bincount(_index(samples, num_states), minlength=len(probs)).double()
+    counts = torch.bincount(sequence_index(samples, num_states), minlength=len(probs)).double()
     return 0.5 * (counts / len(samples) - probs).abs().sum().item()
 
 

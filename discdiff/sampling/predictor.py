@@ -1,0 +1,171 @@
+"""``Predictor``: what the model says at (x_t, sigma_bar). The one object every sampler sees.
+
+It owns the model and how its output is read (parameterization, graph, schedule), the fixed positions of a
+``Condition`` and classifier-free guidance, the per-row prediction cache, the draw rule (temperature,
+top-k, top-p, float64 draws) and the count of model evaluations (NFE), per batch and per row. Samplers
+ask it; they never see a ``Diffusion``. ``Diffusion.sample`` builds one; you can build one yourself::
+
+    >>> import torch, discdiff as dd
+    >>> from discdiff.sampling import Predictor, sample
+    >>> model = lambda x_t, sigma_bar: torch.zeros(*x_t.shape, 6)      # a uniform time-free denoiser
+    >>> pred = Predictor(model, dd.Absorbing(5), dd.LogLinear(), "denoiser", temperature=0.9)
+    >>> out = sample(pred, 2, 8, "ancestral", steps=16, generator=torch.Generator().manual_seed(0))
+    >>> out.samples.shape, pred.nfe <= 16
+    (torch.Size([2, 8]), True)
+
+Where the next inputs plug in: a KV cache of finished blocks (block diffusion) lives beside the per-row
+cache and is consulted in ``_evaluate``, the single place that calls the model; a conditioning input
+that enters the network (a class label, a prompt) is held next to ``condition`` and passed there too.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from discdiff.categorical import filter_logits, sample_categorical
+from discdiff.graphs import Graph
+from discdiff.model_call import call_model, is_time_free
+from discdiff.parameterization import Parameterization, get_parameterization
+from discdiff.schedules import Noise, Schedule
+
+from .conditioning import Condition
+from .options import check_option
+from .steps import noise_at
+
+__all__ = ["Predictor"]
+
+
+class Predictor:
+    """The model's answer at (x_t, sigma_bar), with conditioning, guidance, caching and NFE counting.
+
+    Args:
+        model: ``model(x_t [B, L], sigma_bar [B]) -> [B, L, S]`` (see ``discdiff.parameterization``).
+        graph, schedule, parameterization: how its output is read ("score" or "denoiser").
+        condition: a ``Condition`` already broadcast to the batch (``Condition.validate`` does it): its
+            known positions are pinned (``pin``) and masked in guidance's unconditional pass.
+        guidance: classifier-free weight w >= 0: guided = cond + w (cond - uncond); needs a condition and
+            an absorbing graph. A guided call runs 2B rows and counts as one NFE.
+        cache: reuse a row's ``clean_log_probs`` while its tokens are unchanged. None (default): on only
+            for a denoiser that *declares* itself time-free (``discdiff.model_call.is_time_free``); an
+            undeclared model is not cached. True is refused for score models and for a model that declares
+            time conditioning. ``log_score`` is never cached (for a denoiser it depends on sigma_bar).
+        temperature, top_k, top_p, categorical: the draw rule of ``filtered`` and ``draw``.
+        num_rows: the batch size; needed before ``rows=`` calls (``Diffusion.sample`` passes it).
+        device: where the counters and the prior live.
+    """
+
+    def __init__(self, model, graph: Graph, schedule: Schedule, parameterization: str | Parameterization = "score",
+                 *, condition: Condition | None = None, guidance: float = 0.0, cache: bool | None = None,
+                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                 categorical: str = "float64", num_rows: int | None = None, device=None):
+        self.model, self.graph, self.schedule = model, graph, schedule
+        self.parameterization = get_parameterization(parameterization)
+        self.condition = condition
+        self.guidance = check_option("guidance", guidance)
+        self.temperature = check_option("temperature", temperature)
+        self.top_k, self.top_p = check_option("top_k", top_k), check_option("top_p", top_p)
+        self.categorical = check_option("categorical", categorical)
+        if self.guidance and (condition is None or graph.mask_id is None):
+            raise ValueError("guidance needs a Condition and an absorbing graph (the unconditional pass masks "
+                             "the known positions)")
+        self.cache = self._cache_policy(check_option("cache", cache))
+        self.device = torch.device(device) if device is not None else None
+        self.num_rows = num_rows
+        self.nfe = 0
+        self._nfe_per_row: Tensor | None = None
+        self._cached_x: Tensor | None = None  # [B, L] the tokens each cached row was evaluated at
+        self._cached_log_probs: Tensor | None = None  # [B, L, C]
+
+    def _cache_policy(self, cache: bool | None) -> bool:
+        declared = is_time_free(self.model)
+        allowed = self.parameterization.name == "denoiser" and declared is not False
+        if cache and not allowed:
+            raise ValueError("cache=True needs a time-free denoiser (parameterization='denoiser', no declared "
+                             "time_conditioning); a prediction that depends on t cannot be reused across steps")
+        return bool(cache) if cache is not None else (self.parameterization.name == "denoiser" and declared is True)
+
+    # --- NFE counting -------------------------------------------------------------------------------
+    def start(self, num_rows: int) -> None:
+        """Begin a sampling run of ``num_rows`` rows: zero the counters, empty the per-row cache."""
+        self.num_rows, self.nfe = num_rows, 0
+        self._nfe_per_row = self._cached_x = self._cached_log_probs = None
+
+    @property
+    def nfe_per_row(self) -> Tensor:
+        """[num_rows] how many times each row went through the model."""
+        if self._nfe_per_row is None:
+            if self.num_rows is None:
+                raise ValueError("pass num_rows= to the Predictor to count model calls per row")
+            self._nfe_per_row = torch.zeros(self.num_rows, dtype=torch.long, device=self.device)
+        return self._nfe_per_row
+
+    def _count(self, x: Tensor, rows: Tensor | None) -> None:
+        if self.num_rows is None and rows is None:
+            self.num_rows = x.shape[0]
+        self.nfe += 1
+        self.nfe_per_row[rows if rows is not None else slice(None)] += 1
+
+    # --- what the model says --------------------------------------------------------------------------
+    def noise(self, t: float, num_rows: int) -> Noise:
+        """Noise(sigma_bar [num_rows], sigma [num_rows]) at time t, in the default float dtype."""
+        return noise_at(self.schedule, t, num_rows, self.device)
+
+    def _evaluate(self, x: Tensor, sigma_bar: Tensor, rows: Tensor | None, kind: str) -> Tensor:
+        """The one place the model is called: guidance doubles the batch, output read as ``kind``."""
+        read = self.parameterization.log_score if kind == "score" else self.parameterization.clean_log_probs
+        self._count(x, rows)
+        if not self.guidance:
+            out = call_model(self.model, x, sigma_bar, num_clean_states=self.graph.num_clean_states)
+            return read(out, x, sigma_bar, self.graph)
+        known = self.condition.known if rows is None else self.condition.known[rows]
+        both_x = torch.cat([x, torch.where(known, self.graph.mask_id, x)])
+        both_sigma = torch.cat([sigma_bar, sigma_bar])
+        both = call_model(self.model, both_x, both_sigma, num_clean_states=self.graph.num_clean_states)
+        cond_out, uncond_out = read(both, both_x, both_sigma, self.graph).chunk(2)
+        guided = cond_out + self.guidance * (cond_out - uncond_out)
+        return guided if kind == "score" else torch.log_softmax(guided, dim=-1)
+
+    def log_score(self, x: Tensor, sigma_bar: Tensor, rows: Tensor | None = None) -> Tensor:
+        """[b, L, S] log concrete scores at x [b, L], sigma_bar [b]; ``rows`` [b] names the batch rows."""
+        return self._evaluate(x, sigma_bar, rows, "score")
+
+    def clean_log_probs(self, x: Tensor, sigma_bar: Tensor, rows: Tensor | None = None) -> Tensor:
+        """[b, L, C] log p(x0^i = y | x) at x [b, L]; with the cache on, only changed rows reach the model."""
+        if not self.cache:
+            return self._evaluate(x, sigma_bar, rows, "clean")
+        if rows is None:
+            self.num_rows = x.shape[0] if self.num_rows is None else self.num_rows
+            rows = torch.arange(x.shape[0], device=x.device)
+        if self._cached_x is None or self._cached_x.shape[1] != x.shape[1]:
+            if self.num_rows is None:
+                raise ValueError("pass num_rows= to the Predictor to cache predictions per row")
+            self._cached_x = torch.full((self.num_rows, x.shape[1]), -1, dtype=x.dtype, device=x.device)
+            self._cached_log_probs = None
+        miss = (self._cached_x[rows] != x).any(-1).nonzero().squeeze(-1)
+        if miss.numel():
+            fresh = self._evaluate(x[miss], sigma_bar[miss], rows[miss], "clean")
+            if self._cached_log_probs is None:
+                self._cached_log_probs = fresh.new_zeros(self.num_rows, x.shape[1], fresh.shape[-1])
+            self._cached_log_probs[rows[miss]] = fresh
+            self._cached_x[rows[miss]] = x[miss]
+        if rows.numel() == self.num_rows and bool((rows[1:] > rows[:-1]).all()):  # every row, in order
+            return self._cached_log_probs  # no gather
+        return self._cached_log_probs[rows]
+
+    # --- fixed positions and draws --------------------------------------------------------------------
+    def pin(self, x: Tensor, rows: Tensor | None = None) -> Tensor:
+        """x with the condition's known positions put back (``rows`` selects a subset of the batch)."""
+        return x if self.condition is None else self.condition.apply(x, rows)
+
+    def filtered(self, log_probs: Tensor) -> Tensor:
+        """Clean-token log-weights after temperature / top-k / top-p (float64)."""
+        return filter_logits(log_probs, self.temperature, self.top_k, self.top_p)
+
+    def draw(self, probs: Tensor, generator: torch.Generator | None) -> Tensor:
+        """One index per row of the non-negative weights ``probs`` [..., K]."""
+        return sample_categorical(probs, generator, method=self.categorical)
+
+    def __repr__(self) -> str:
+        return (f"Predictor({type(self.model).__name__}, {self.graph!r}, {self.schedule!r}, "
+                f"{self.parameterization.name!r}, guidance={self.guidance}, cache={self.cache})")
