@@ -8,8 +8,9 @@ bound on -log p_theta(x0) (except ``"l2"``, a baseline):
     lambda_dce      1/lambda sum_{i masked} -log p(x0^i | x_t),  mask w.p. lambda ~ U[t_min, 1] (LLaDA)
     k_dce           L/k sum_{i masked} -log p(x0^i | x_t),  exactly k ~ U{1..L} masked      (any-order AR)
 
-Times are drawn stratified over the batch (one uniform offset, B evenly spaced strata) and the value is
-multiplied by (1 - t_min), so the batch mean estimates the integral over [t_min, 1] without bias. With an
+Times are drawn by ``Diffusion.draw_times`` (the one home of that rule): stratified over the batch (one
+uniform offset, B evenly spaced strata) and the value is multiplied by (1 - t_min), so the batch mean
+estimates the integral over [t_min, 1] without bias. ``Diffusion.nll`` stratifies per sequence instead. With an
 exact model, E[loss] = I(x0; x_{t_min}) - I(x0; x_1) (the integral's identity; ``discdiff.exact``
 computes both), which is H(p_data) up to the schedule's end points.
 
@@ -24,7 +25,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -54,10 +54,29 @@ class NLLEstimate(NamedTuple):
 def stratified_uniform(
     n: int, generator: torch.Generator | None = None, device=None, low: float = 0.0
 ) -> Tensor:
-    """n draws in [low, 1], one in each of n equal strata, with a shared random offset (antithetic-like)."""
-    u = torch.rand((), generator=generator, dtype=torch.float64, device=device)
-    strata = (u + torch.arange(n, dtype=torch.float64, device=device) / n) % 1.0
-    return (low + (1.0 - low) * strata).to(torch.get_default_dtype())
+    """n draws in [low, 1], one in each of n equal strata, with a shared random offset (antithetic-like).
+
+    The objective-free primitive; ``Diffusion.draw_times`` says which ``low`` an objective uses.
+    """
+    return _stratified(n, None, low, generator, device).to(torch.get_default_dtype())
+
+
+def _stratified(n: int, draws: int | None, low: float, generator, device) -> Tensor:
+    """float64 times in [low, 1): [n] sharing one offset u, or [n, draws] with an offset u_b per row.
+
+    t = low + (1 - low) * frac(u + k / K) for k = 0..K-1: one draw in each of K equal strata.
+    Drawn on the generator's device (so a CPU generator gives the same times on every device).
+    """
+    if n < 1 or (draws is not None and draws < 1):
+        raise ValueError(f"need n >= 1 and draws >= 1 times to draw, got n={n}, draws={draws}")
+    on = generator.device if generator is not None else device
+    if draws is None:
+        u = torch.rand((), generator=generator, dtype=torch.float64, device=on)
+        strata = (u + torch.arange(n, dtype=torch.float64, device=on) / n) % 1.0  # [n]
+    else:
+        u = torch.rand(n, 1, generator=generator, dtype=torch.float64, device=on)
+        strata = (u + torch.arange(draws, dtype=torch.float64, device=on) / draws) % 1.0  # [n, draws]
+    return (low + (1.0 - low) * strata).to(device)
 
 
 class Diffusion:
@@ -141,6 +160,34 @@ class Diffusion:
                 raise ValueError(f"t must have shape [{x0.shape[0]}], got {tuple(t.shape)}")
         return self._objectives[objective](model, x0, valid, t, generator)
 
+    def draw_times(
+        self,
+        n: int,
+        objective: str | None = None,
+        *,
+        draws: int | None = None,
+        generator: torch.Generator | None = None,
+        device=None,
+    ) -> Tensor:
+        """Stratified times for ``objective``: the one place that says how each objective draws t.
+
+        k_dce draws u in [0, 1] (it picks k = 1 + floor(u n) masked tokens); every other objective draws
+        t in [t_min, 1] (its loss is already scaled by 1 - t_min). Returned in float64 on ``device``:
+
+            draws=None   [n]: one stratified draw over a batch, t_b = low + (1 - low) frac(u + b / n),
+                         a single offset u ~ U[0, 1) (training: the batch mean has low variance).
+            draws=D      [n, D]: stratified per sequence, t_{b,d} = low + (1 - low) frac(u_b + d / D),
+                         independent offsets u_b (evaluation: each sequence's D draws cover [low, 1]).
+
+        Random numbers come from ``generator`` on its own device (CPU generator: identical times on any
+        device), then move to ``device``.
+        """
+        objective = objective or self.default_objective
+        if objective not in self._objectives:
+            raise ValueError(f"unknown objective {objective!r}; choose one of {self.objectives}")
+        low = 0.0 if objective == "k_dce" else self.t_min
+        return _stratified(n, draws, low, generator, device)
+
     def nll(
         self,
         model: Model,
@@ -151,17 +198,35 @@ class Diffusion:
         generator: torch.Generator | None = None,
         padding_mask: Tensor | None = None,
     ) -> NLLEstimate:
-        """Average ``num_draws`` independent stratified loss draws per sequence (float64 accumulation)."""
+        """Monte Carlo estimate of each sequence's bound on -log p_theta(x0), in nats (float64).
+
+        D = ``num_draws`` times per sequence, stratified per sequence (``draw_times(B, draws=D)``):
+
+            mean_b   = 1/D sum_d loss(x0_b, t_{b,d})                        [B]
+            stderr_b = sqrt(var_d loss(x0_b, t_{b,d}) / D)                  [B]
+
+        ``stderr`` treats the D stratified draws as independent, so it over-states the Monte Carlo error
+        (stratified draws vary less): an honest, conservative figure. One sequence's interval should use
+        Student's t with D - 1 degrees of freedom (few draws, skewed integrands); means over many
+        sequences (``discdiff.evaluation``) are close to normal. Every random draw (times, noise)
+        comes from ``generator``. Runs under ``torch.no_grad``; the caller sets the model's eval mode.
+        ``padding_mask`` [B, L] (True on real tokens) goes to ``loss``: pad positions add nothing.
+        """
+        objective = objective or self.default_objective
+        if objective == "l2":
+            raise ValueError("objective 'l2' is not a likelihood bound; estimate score_entropy or a DCE instead")
         if num_draws < 2:
             raise ValueError(f"num_draws must be >= 2 to give a standard error, got {num_draws}")
+        if x0.ndim != 2:
+            raise ValueError(f"x0 must be [batch, length], got shape {tuple(x0.shape)}")
+        times = self.draw_times(x0.shape[0], objective, draws=num_draws, generator=generator, device=x0.device)
         with torch.no_grad():
-            draws = torch.stack(
-                [
-                    self.loss(model, x0, objective, generator=generator, padding_mask=padding_mask).double()
-                    for _ in range(num_draws)
-                ]
-            )
-        return NLLEstimate(draws.mean(0), draws.std(0) / math.sqrt(num_draws))
+            losses_bd = torch.stack([
+                self.loss(model, x0, objective, t=times[:, d], generator=generator, padding_mask=padding_mask)
+                .double()
+                for d in range(num_draws)
+            ], dim=1)  # [B, D]
+        return NLLEstimate(losses_bd.mean(1), (losses_bd.var(1) / num_draws).sqrt())
 
     def sample(self, model: Model, num_samples: int, length: int, sampler: str | None = None, *,
                generator: torch.Generator | None = None, condition=None, guidance: float = 0.0, device=None,
@@ -208,9 +273,12 @@ class Diffusion:
             )
         return padding_mask
 
-    def _times(self, t: Tensor | None, x0: Tensor, generator) -> Tensor:
+    def _times(self, t: Tensor | None, x0: Tensor, generator, objective: str = "t_dce") -> Tensor:
+        """The objective's times [B]: given ones (clipped to t_min, except k_dce's u), else ``draw_times``."""
         if t is None:
-            return stratified_uniform(x0.shape[0], generator, x0.device, low=self.t_min)
+            t = self.draw_times(x0.shape[0], objective, generator=generator, device=x0.device)
+        if objective == "k_dce":
+            return t  # u in [0, 1]; k_dce floors it in float64
         return t.clamp_min(self.t_min).to(torch.get_default_dtype())
 
     def _call(self, model, x_t, sigma_bar, valid):
@@ -272,7 +340,7 @@ class Diffusion:
         length = valid.sum(-1)
         if (length == 0).any():
             raise ValueError("k_dce needs at least one real (unpadded) token in every row")
-        u = stratified_uniform(x0.shape[0], generator, x0.device) if t is None else t
+        u = self._times(t, x0, generator, "k_dce")
         k = (1 + torch.floor(u.double() * length)).clamp_max(length).long()  # k ~ U{1..n}
         keys = torch.rand(x0.shape, generator=generator, dtype=torch.float64, device=x0.device)
         keys = keys.masked_fill(~valid, 2.0)  # pads sort last and are never masked
