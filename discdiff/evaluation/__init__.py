@@ -2,7 +2,7 @@
 
     from discdiff.evaluation import evaluate, load_eval_data, compare
     from discdiff.training import from_pretrained
-    data = load_eval_data("data/shakespeare", context=256, max_sequences=512)
+    data = load_eval_data("data/shakespeare", context=256, max_sequences=512)  # spread over the split
     ev = evaluate(from_pretrained("runs/sc/pretrained"), data, num_draws=16)
     print(ev.primary)          # t_dce: 2.1 bits/token [2.0, 2.2] (bound, 16 draws; ...)
     ar = evaluate(from_pretrained("runs/ar/pretrained"), data).primary
@@ -12,7 +12,7 @@
     report = generative_perplexity(samples, ARJudge.from_pretrained("runs/ar/pretrained"), categorical="float64")
 """
 
-from .data import as_batches, data_hash, load_eval_data
+from .data import EvalData, as_batches, data_hash, load_eval_data
 from .judge import (
     JUDGE_INSTALL_HINT,
     ARJudge,
@@ -32,7 +32,6 @@ from .likelihood import (
     compare,
     diffusion_nll,
     evaluate,
-    stratified_times,
 )
 
 __all__ = [
@@ -40,6 +39,7 @@ __all__ = [
     "UnigramEntropy",
     "ARJudge",
     "Comparison",
+    "EvalData",
     "Evaluation",
     "GenerativePerplexity",
     "HFJudge",
@@ -54,6 +54,5 @@ __all__ = [
     "evaluate",
     "generative_perplexity",
     "load_eval_data",
-    "stratified_times",
     "unigram_entropy",
 ]

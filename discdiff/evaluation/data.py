@@ -1,6 +1,6 @@
-"""Evaluation data: any of the usual forms -> a list of (tokens, mask) batches, and a fingerprint of them.
+"""Evaluation data: any of the usual forms -> batches of (tokens, mask), where they came from, a fingerprint.
 
-    load_eval_data("data/shakespeare", context=256, max_sequences=512)   # first 512 validation windows
+    load_eval_data("data/shakespeare", context=256, max_sequences=512)   # 512 windows spread over the split
     as_batches(tokens)                      # LongTensor [N, L]: no padding, cut into batches
     as_batches((tokens, mask))              # mask True on real tokens (records: proteins, DNA)
 """
@@ -8,23 +8,57 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-__all__ = ["as_batches", "data_hash", "load_eval_data"]
+from discdiff.data.splits import SplitSample, open_split, spread_sample
+
+__all__ = ["EvalData", "as_batches", "data_hash", "load_eval_data"]
 
 
-def as_batches(data, batch_size: int = 32) -> list[tuple[Tensor, Tensor]]:
-    """Normalise evaluation data to a list of (tokens Long[B, L], mask Bool[B, L]), mask True on real tokens.
+@dataclass(frozen=True)
+class EvalData:
+    """Evaluation batches (tokens Long[B, L], mask Bool[B, L]) and how their sequences were drawn.
 
-    ``data``: a LongTensor [N, L] (no padding), a pair (tokens, mask), a ``discdiff.data.Batch``, or an
-    iterable of those (kept as its own batches). A bare tensor or pair is cut into ``batch_size`` rows.
-    Rows without a single real token are dropped (they carry no likelihood).
+    ``split_sample``: which examples of a split these are (``load_eval_data``), so intervals are for the
+    split's mean; None when the sequences were handed over directly (then they count as independent
+    draws from the data distribution). Iterates, indexes and measures like the list of batches.
+    """
+
+    batches: list[tuple[Tensor, Tensor]]
+    split_sample: SplitSample | None = None
+    source: str | None = None
+    split: str | None = None
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i):
+        return self.batches[i]
+
+    def describe(self) -> dict:
+        """How the sequences were drawn, as plain values for JSON."""
+        drawn = self.split_sample.to_dict() if self.split_sample is not None else {"method": "given"}
+        return {"source": self.source, "split": self.split, **drawn}
+
+
+def as_batches(data, batch_size: int = 32) -> EvalData:
+    """Normalise evaluation data to batches of (tokens Long[B, L], mask Bool[B, L]), mask True on real tokens.
+
+    ``data``: a LongTensor [N, L] (no padding), a pair (tokens, mask), a ``discdiff.data.Batch``, an
+    ``EvalData`` (returned as it is), or an iterable of those (kept as its own batches). A bare tensor or
+    pair is cut into ``batch_size`` rows. Rows without a single real token are dropped (no likelihood).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(data, EvalData):
+        return data
     single = _as_pair(data)
     items = [single] if single is not None else [_as_pair(item) for item in data]
     if any(item is None for item in items):
@@ -39,7 +73,7 @@ def as_batches(data, batch_size: int = 32) -> list[tuple[Tensor, Tensor]]:
                 out.append((x0[keep], m[keep]))
     if not out:
         raise ValueError("no data to evaluate: every sequence is empty")
-    return out
+    return EvalData(out)
 
 
 def _as_pair(item) -> tuple[Tensor, Tensor] | None:
@@ -68,24 +102,23 @@ def data_hash(batches: Sequence[tuple[Tensor, Tensor]]) -> str:
 
 
 def load_eval_data(source, *, context: int, vocab_size: int | None = None, split: str = "validation",
-                   max_sequences: int | None = None, batch_size: int = 32) -> list[tuple[Tensor, Tensor]]:
-    """The first ``max_sequences`` examples of a split, in order (no random offsets), as evaluation batches.
+                   max_sequences: int | None = None, batch_size: int = 32, seed: int = 0) -> EvalData:
+    """``max_sequences`` examples spread over the whole split (every example when None), as batches.
 
-    ``source`` takes every form ``discdiff.training.DataConfig.train`` takes: a prepared corpus directory
-    (its ``split``), a token-file header, a .npy / .bin of ids, or "synthetic".
+    The examples are a seeded systematic sample (``discdiff.data.splits.spread_sample``): one in each of
+    n equal strata of the split, every example equally likely, in split order. So the intervals computed
+    on them (``diffusion_nll``, ``ar_nll``) are for the mean over the *whole split*, with the variance of
+    that design; the sample (seed, n, N, method) is recorded in every result. ``source`` takes every form
+    ``discdiff.data.splits.open_split`` takes: a prepared corpus directory (its ``split``), a token-file
+    header, a .npy / .bin of ids, or "synthetic" (held-out synthetic tokens).
     """
-    import numpy as np
-
-    from discdiff.training import DataConfig
-    from discdiff.training.data import open_split
-
-    source = "synthetic-valid" if str(source) == "synthetic" else str(source)  # held-out synthetic tokens
-    cfg = DataConfig(train=source, context=context, vocab_size=vocab_size)
-    dataset, vocab, _ = open_split(source, cfg, split)
+    source = "synthetic-valid" if str(source) == "synthetic" else str(source)
+    dataset, vocab, _ = open_split(source, split, context=context, vocab_size=vocab_size, random_offset=False)
     if vocab_size is not None and vocab != vocab_size:
         raise ValueError(f"{source}: data vocab_size {vocab} != the model's {vocab_size}")
-    n = len(dataset) if max_sequences is None else min(max_sequences, len(dataset))
-    if n == 0:
+    if len(dataset) == 0:
         raise ValueError(f"{source}: no {split!r} examples of context {context}")
-    batch = dataset.get(np.arange(n), 0, randomize=False)
-    return as_batches((batch.tokens, batch.mask), batch_size)
+    drawn = spread_sample(len(dataset), max_sequences, seed)
+    batch = dataset.get(drawn.indices, 0, randomize=False)
+    batches = as_batches((batch.tokens, batch.mask), batch_size)
+    return EvalData(batches.batches, drawn, source, split)

@@ -39,7 +39,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .likelihood import Interval
+from .intervals import Interval, ratio_stderr, z_value
 
 __all__ = ["ARJudge", "GenerativePerplexity", "HFJudge", "JudgeScores", "generative_perplexity",
            "unigram_entropy", "JUDGE_INSTALL_HINT"]
@@ -270,7 +270,6 @@ def generative_perplexity(samples, judge, *, categorical: str, tokenizer=None, p
     special tokens, such as ``<eos>`` between works, are dropped first). The entropy is always that of the
     samples' own tokens, so it is comparable across judges.
     """
-    from .likelihood import _ratio_stderr, _z
 
     if categorical not in PRECISIONS:
         raise ValueError(f"categorical must be one of {PRECISIONS} (the sampler's draw precision), got {categorical!r}")
@@ -289,6 +288,6 @@ def generative_perplexity(samples, judge, *, categorical: str, tokenizer=None, p
     else:
         scores = judge.score(samples, padding_mask)
     nats = float(scores.nll.sum() / scores.tokens.sum())
-    half = _z(confidence) * _ratio_stderr(scores.nll, scores.tokens.double())
+    half = z_value(confidence) * ratio_stderr(scores.nll, scores.tokens.double())
     return GenerativePerplexity(judge.name, categorical, len(samples), int(scores.tokens.sum()), nats,
                                 Interval(nats - half, nats + half), entropy, pooled)

@@ -1,18 +1,26 @@
 """Likelihood with error bars: NLL bounds of diffusion models, exact NLLs of the AR baseline, on the same tokens.
 
 For a diffusion model every objective's expectation over its noise is an upper bound on -log p_theta(x0)
-(``discdiff.diffusion``). Per sequence b with n_b real tokens the bound is estimated by D draws of t,
-stratified *per sequence* (a random offset u_b, then t_{b,d} = low + (1 - low) * frac(u_b + d / D)):
+(``discdiff.diffusion``). ``Diffusion.nll`` estimates it per sequence b (n_b real tokens) from D draws of t,
+stratified *per sequence*; here the per-sequence values are aggregated:
 
-    m_b = 1/D sum_d loss(x0_b, t_{b,d})              nats, float64
+    m_b = 1/D sum_d loss(x0_b, t_{b,d})              nats, float64 (Diffusion.nll's mean)
     nats per token  R = sum_b m_b / sum_b n_b        (a ratio: bits per *real* token under padding)
 
-Sequences are independent, so the 95% interval comes from the spread of m_b - R n_b over sequences
-(the delta method for a ratio of means). It covers both sources of error: which sequences were drawn
-and which times. ``mc_stderr_nats_per_token`` isolates the Monte Carlo part (the within-sequence
-variance of the draws / D; conservative, since stratified draws vary less than independent ones):
-the error of this number on *this* evaluation set. The AR baseline's NLL is exact (no Monte Carlo),
-so its interval is the data's alone.
+The interval comes from the spread of the residuals r_b = m_b - R n_b (the delta method for a ratio of
+means) and says what it is for:
+
+- sequences handed over directly: independent draws from the data distribution, the i.i.d. variance;
+- ``load_eval_data``'s windows, a seeded systematic sample of n of a split's N examples (one per equal
+  stratum, every example equally likely): the interval is for the mean over the *whole split*, with the
+  variance of that design (successive differences, i.e. adjacent strata collapsed in pairs, and the
+  finite-population correction 1 - n/N on the data part; evaluating the whole split leaves only the
+  Monte Carlo error).
+
+It covers both sources of error: which sequences were drawn and which times. ``mc_stderr_nats_per_token``
+isolates the Monte Carlo part (the within-sequence variance of the draws / D; conservative, since
+stratified draws vary less than independent ones): the error of this number on *this* evaluation set.
+The AR baseline's NLL is exact (no Monte Carlo), so its interval is the data's alone.
 
 Compare two results on the same sequences with ``compare``: paired per-sequence differences cancel
 most of the data's variance, so the interval of a difference (or of a ratio such as diffusion / AR)
@@ -41,14 +49,15 @@ import inspect
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from discdiff.data.splits import SplitSample
 from discdiff.diffusion import Diffusion
 
 from .data import as_batches, data_hash
+from .intervals import Interval, ratio_stderr, stderr_of_mean, z_value
 
 __all__ = [
     "Comparison",
@@ -59,23 +68,9 @@ __all__ = [
     "compare",
     "diffusion_nll",
     "evaluate",
-    "stratified_times",
 ]
 
 LN2 = math.log(2.0)
-
-
-class Interval(NamedTuple):
-    """A confidence interval: ``low`` and ``high`` (unpacks as ``lo, hi = interval``)."""
-
-    low: float
-    high: float
-
-
-def _z(confidence: float) -> float:
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    return float(torch.special.ndtri(torch.tensor(0.5 + confidence / 2, dtype=torch.float64)))
 
 
 @dataclass(frozen=True)
@@ -83,7 +78,9 @@ class LikelihoodResult:
     """One estimator on one evaluation set: per-sequence values and everything derived from them.
 
     ``per_sequence`` [N] float64 nats (the bound's estimate, or the exact NLL), ``lengths`` [N] real tokens,
-    ``mc_variance`` [N] the Monte Carlo variance of each entry (zeros when exact).
+    ``mc_variance`` [N] the Monte Carlo variance of each entry (zeros when exact), ``split_sample`` which
+    examples of a split these are (None: sequences given directly, treated as independent draws).
+    Intervals are for the split's mean when ``split_sample`` is set, else for the data distribution's.
     """
 
     estimator: str
@@ -94,6 +91,7 @@ class LikelihoodResult:
     draws: int
     data_hash: str
     confidence: float = 0.95
+    split_sample: SplitSample | None = None
 
     @property
     def sequences(self) -> int:
@@ -109,8 +107,8 @@ class LikelihoodResult:
 
     @property
     def stderr_nats_per_token(self) -> float:
-        """Standard error over sequences (data + Monte Carlo), delta method for the ratio of sums."""
-        return _ratio_stderr(self.per_sequence, self.lengths.double())
+        """Standard error (data + Monte Carlo) of nats per token, delta method for the ratio of sums."""
+        return ratio_stderr(self.per_sequence, self.lengths.double(), self.mc_variance, self.split_sample)
 
     @property
     def mc_stderr_nats_per_token(self) -> float:
@@ -120,7 +118,7 @@ class LikelihoodResult:
 
     @property
     def ci_nats_per_token(self) -> Interval:
-        half = _z(self.confidence) * self.stderr_nats_per_token
+        half = z_value(self.confidence) * self.stderr_nats_per_token
         return Interval(self.nats_per_token - half, self.nats_per_token + half)
 
     @property
@@ -147,7 +145,8 @@ class LikelihoodResult:
 
     @property
     def ci_nats_per_sequence(self) -> Interval:
-        half = _z(self.confidence) * float(self.per_sequence.std() / math.sqrt(self.sequences))
+        ones = torch.ones_like(self.per_sequence)
+        half = z_value(self.confidence) * ratio_stderr(self.per_sequence, ones, self.mc_variance, self.split_sample)
         return Interval(self.nats_per_sequence - half, self.nats_per_sequence + half)
 
     def to_dict(self) -> dict:
@@ -161,22 +160,19 @@ class LikelihoodResult:
             "bits_per_token": self.bits_per_token, "ci_bits_per_token": list(self.ci_bits_per_token),
             "perplexity": self.perplexity, "ci_perplexity": list(self.ci_perplexity),
             "nats_per_sequence": self.nats_per_sequence, "ci_nats_per_sequence": list(self.ci_nats_per_sequence),
+            "drawn": self.split_sample.to_dict() if self.split_sample is not None else {"method": "given"},
+            "interval_for": "the split's mean" if self.split_sample is not None
+            else "the data distribution's mean (sequences as independent draws)",
         }
 
     def __str__(self) -> str:
         lo, hi = self.ci_bits_per_token
         kind = "exact NLL" if self.exact else f"bound, {self.draws} draws"
+        drawn = self.split_sample
+        where = (f"; {drawn.size} of the split's {drawn.population} examples, {drawn.method}, seed {drawn.seed}"
+                 if drawn is not None else "")
         return (f"{self.estimator}: {self.bits_per_token:.4f} bits/token [{lo:.4f}, {hi:.4f}] "
-                f"({kind}; {self.tokens} tokens in {self.sequences} sequences)")
-
-
-def _ratio_stderr(values: Tensor, lengths: Tensor) -> float:
-    n = len(values)
-    if n < 2:
-        return math.nan
-    ratio = values.sum() / lengths.sum()
-    resid = values - ratio * lengths
-    return float((resid.square().sum() / (n * (n - 1))).sqrt() / lengths.mean())
+                f"({kind}; {self.tokens} tokens in {self.sequences} sequences{where})")
 
 
 # ------------------------------------------------------------------ estimators
@@ -203,16 +199,11 @@ def _device(model, device):
     return first.device if first is not None else torch.device("cpu")
 
 
-def stratified_times(n: int, draws: int, low: float, generator: torch.Generator | None = None) -> Tensor:
-    """[n, draws] float64 times in [low, 1): row b holds draws evenly spaced from its own random offset."""
-    u = torch.rand(n, 1, generator=generator, dtype=torch.float64)
-    strata = (u + torch.arange(draws, dtype=torch.float64) / draws) % 1.0
-    return low + (1.0 - low) * strata
-
-
 def _attending_to_real_tokens(model, mask: Tensor):
     """The model as the trainer calls it: a backbone that takes ``padding_mask`` gets it on padded batches
-    (as in training, so real positions never read pad tokens); any other model is called as it is."""
+    (as in training, so real positions never read pad tokens); any other model is called as it is.
+    Redundant once ``Diffusion.loss`` hands ``padding_mask`` to such backbones itself (it is then never
+    passed twice: the wrapper below takes no ``padding_mask``)."""
     if bool(mask.all()):
         return model
     try:
@@ -226,9 +217,12 @@ def _attending_to_real_tokens(model, mask: Tensor):
 
 def diffusion_nll(model, diffusion: Diffusion, data, objective: str | None = None, *, num_draws: int = 16,
                   seed: int = 0, batch_size: int = 32, device=None, confidence: float = 0.95) -> LikelihoodResult:
-    """The NLL bound of ``objective`` (default: the diffusion's default) with a per-sequence stratified t.
+    """The NLL bound of ``objective`` (default: the diffusion's default) per sequence, by ``Diffusion.nll``
+    (``num_draws`` times stratified per sequence, float64), aggregated with intervals and a data hash.
 
-    Deterministic given (seed, data, batch order). Every loss is summed in float64.
+    Deterministic given (seed, data, batch order, device): every draw comes from one generator seeded
+    with ``seed`` on the model's device. ``data``: anything ``as_batches`` takes; ``load_eval_data``'s
+    spread windows make the interval one for the whole split's mean.
     """
     objective = objective or diffusion.default_objective
     if objective not in diffusion.objectives:
@@ -239,24 +233,18 @@ def diffusion_nll(model, diffusion: Diffusion, data, objective: str | None = Non
         raise ValueError(f"num_draws must be >= 2 to estimate the Monte Carlo error, got {num_draws}")
     batches = as_batches(data, batch_size)
     device = _device(model, device)
-    times_gen = torch.Generator().manual_seed(seed)
-    noise_gen = torch.Generator(device).manual_seed(seed + 1)
-    low = 0.0 if objective == "k_dce" else diffusion.t_min
+    generator = torch.Generator(device).manual_seed(seed)
     means, variances, lengths = [], [], []
     with _eval_mode(model):
         for tokens, mask in batches:
             x0, mask = tokens.to(device), mask.to(device)
-            times = stratified_times(len(x0), num_draws, low, times_gen).to(device)
-            net = _attending_to_real_tokens(model, mask)
-            draws = torch.stack([
-                diffusion.loss(net, x0, objective, t=times[:, d], generator=noise_gen, padding_mask=mask).double()
-                for d in range(num_draws)
-            ], dim=1)  # [B, D]
-            means.append(draws.mean(1).cpu())
-            variances.append((draws.var(1) / num_draws).cpu())
+            est = diffusion.nll(_attending_to_real_tokens(model, mask), x0, objective, num_draws=num_draws,
+                                generator=generator, padding_mask=mask)
+            means.append(est.mean.cpu())
+            variances.append(est.stderr.square().cpu())
             lengths.append(mask.sum(1).cpu())
     return LikelihoodResult(objective, False, torch.cat(means), torch.cat(lengths), torch.cat(variances),
-                            num_draws, data_hash(batches), confidence)
+                            num_draws, data_hash(batches), confidence, batches.split_sample)
 
 
 def ar_nll(model, data, *, vocab_size: int | None = None, batch_size: int = 32, device=None,
@@ -284,7 +272,7 @@ def ar_nll(model, data, *, vocab_size: int | None = None, batch_size: int = 32, 
             lengths.append(mask.sum(1).cpu())
     per_sequence = torch.cat(totals)
     return LikelihoodResult("exact_ar", True, per_sequence, torch.cat(lengths), torch.zeros_like(per_sequence),
-                            0, data_hash(batches), confidence)
+                            0, data_hash(batches), confidence, batches.split_sample)
 
 
 # ------------------------------------------------------------------ comparisons
@@ -317,15 +305,15 @@ def compare(a: LikelihoodResult, b: LikelihoodResult, confidence: float | None =
     if a.data_hash != b.data_hash or not torch.equal(a.lengths, b.lengths):
         raise ValueError(f"{a.estimator} and {b.estimator} were evaluated on different data "
                          f"({a.data_hash} vs {b.data_hash}); a paired comparison needs identical sequences")
-    z = _z(confidence if confidence is not None else a.confidence)
-    lengths = a.lengths.double()
+    z = z_value(confidence if confidence is not None else a.confidence)
+    drawn, lengths = a.split_sample, a.lengths.double()
     diff = a.nats_per_token - b.nats_per_token
-    half = z * _ratio_stderr(a.per_sequence - b.per_sequence, lengths)
+    half = z * ratio_stderr(a.per_sequence - b.per_sequence, lengths, a.mc_variance + b.mc_variance, drawn)
     ratio = float(a.per_sequence.sum() / b.per_sequence.sum())
     # delta method for sum(a)/sum(b): linearise around the ratio, per sequence
-    resid = (a.per_sequence - ratio * b.per_sequence) / b.per_sequence.mean()
-    n = len(resid)
-    ratio_half = z * float((resid.square().sum() / (n * (n - 1))).sqrt()) if n > 1 else math.nan
+    scale = b.per_sequence.mean()
+    resid = (a.per_sequence - ratio * b.per_sequence) / scale
+    ratio_half = z * stderr_of_mean(resid, (a.mc_variance + ratio**2 * b.mc_variance) / scale**2, drawn)
     return Comparison(a.estimator, b.estimator, diff, Interval(diff - half, diff + half), ratio,
                       Interval(ratio - ratio_half, ratio + ratio_half), abs(diff) <= half)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import discdiff as dd
-from discdiff.evaluation import ar_nll, as_batches, compare, diffusion_nll, evaluate, stratified_times
+from discdiff.evaluation import ar_nll, as_batches, compare, diffusion_nll, evaluate
 from discdiff.exact import ToyDistribution, enumerate_sequences
 from discdiff.nn import ARWrapper, DiffusionTransformer, TransformerConfig
 
@@ -67,12 +67,6 @@ def test_estimators_agree_on_exact_model(toy, toy_data):
     assert agreement.agree and agreement.ci_difference[0] < 0 < agreement.ci_difference[1]
     assert agreement.ci_ratio[0] < 1 < agreement.ci_ratio[1]
     assert set(ev.to_dict()["results"]) == {"t_dce", "k_dce"}
-
-
-def test_stratified_times_cover_each_stratum():
-    t = stratified_times(5, 4, 0.0, torch.Generator().manual_seed(0))
-    assert t.shape == (5, 4) and t.dtype == torch.float64
-    assert torch.equal(torch.sort(torch.floor(t * 4), dim=1).values, torch.arange(4.0).expand(5, 4))
 
 
 def test_padding_counts_real_tokens_only():
@@ -183,13 +177,14 @@ def test_as_batches_accepts_every_form(toy_data):
     assert list(itertools.chain(*[t.tolist() for t, _ in as_batches(toy_data, 7)])) == toy_data.tolist()
 
 
-def test_load_eval_data_first_examples_in_order():
+def test_load_eval_data_batching_does_not_change_the_examples():
     from discdiff.evaluation import load_eval_data
 
     batches = load_eval_data("synthetic", context=16, vocab_size=8, max_sequences=5, batch_size=2)
     assert [len(t) for t, _ in batches] == [2, 2, 1] and all(m.all() for _, m in batches)
     again = load_eval_data("synthetic", context=16, vocab_size=8, max_sequences=5, batch_size=5)
     assert torch.equal(torch.cat([t for t, _ in batches]), again[0][0])
+    assert batches.split_sample.size == 5 and batches.split_sample.population == 64
 
 
 def test_padded_evaluation_is_blind_to_pad_tokens_like_training():
