@@ -89,12 +89,10 @@ def make_objective(c: DiffusionConfig, diff: dd.Diffusion | dd.Autoregressive, v
 
 
 def draw_times(c: DiffusionConfig, diff: dd.Diffusion | None, n: int, generator: torch.Generator):
-    """One stratified draw of n times in [t_min, 1] (k_dce draws its u in [0, 1]), for the global batch."""
+    """One stratified draw of n times for the global batch: ``Diffusion.draw_times`` (zeros for AR)."""
     if isinstance(diff, dd.Autoregressive):
         return torch.zeros(n)
-    objective = c.objective or diff.default_objective
-    low = 0.0 if objective == "k_dce" else diff.t_min
-    return dd.stratified_uniform(n, generator, low=low)
+    return diff.draw_times(n, c.objective, generator=generator).to(torch.get_default_dtype())
 
 
 # ------------------------------------------------------------------ pretrained directories

@@ -26,10 +26,11 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from discdiff.data import TokenLoader
+from discdiff.data.splits import spread_sample
+from discdiff.evaluation import LikelihoodResult, ar_nll, diffusion_nll
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state, write_atomic
 from .config import TrainConfig, config_from_dict, config_to_dict
@@ -41,6 +42,7 @@ from .recipe import build_diffusion, build_model, draw_times, make_objective, sa
 __all__ = ["Trainer", "TrainingDiverged", "lr_at"]
 
 INIT, DATA, TIMES, NOISE, GLOBAL, EVAL = range(6)  # random streams
+EVAL_DRAWS = 4  # times per validation window (stratified per window) in training-time validation
 # Changing these breaks exact resumption; the others (steps, logging, ...) may change between runs.
 RESUME_KEYS = ("model", "diffusion", "data", "optim", "batch_size", "micro_batch_size", "seed")
 
@@ -179,37 +181,52 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
 
     @torch.no_grad()
-    def evaluate(self) -> float | None:
-        """Validation loss in nats per token (EMA weights when enabled).
+    def evaluate(self) -> LikelihoodResult | None:
+        """Validation NLL (EMA weights when enabled) by the estimator ``discdiff eval`` uses, as a
+        ``discdiff.evaluation.LikelihoodResult`` (nats per token with its standard error), or None.
 
-        The first eval_batches micro-batches of the validation data, in order (rounded down to a multiple
-        of the world size so every rank runs the same number of forwards); micro-batch c covers examples
-        [c * micro, (c + 1) * micro) and draws from seed_for(seed, EVAL, c), so the value does not depend
-        on the number of processes.
+        Windows: a seeded spread over the whole validation split (``spread_sample``, seed from the run's
+        seed), the same at every evaluation of a run so the curve compares like with like. Work:
+        ``eval_batches`` forwards' worth of ``micro`` rows. A diffusion model's chunk c holds
+        max(1, micro // EVAL_DRAWS) windows, each with EVAL_DRAWS times stratified per window
+        (``Diffusion.nll``); the AR baseline's chunk holds ``micro`` windows, scored exactly. Chunk c draws
+        from seed_for(seed, EVAL, c) and ranks take every world_size-th chunk, then all-reduce the
+        per-window values, so the result does not depend on the number of processes.
         """
-        cfg, dist = self.cfg, self.dist
-        if self.data.valid is None:
+        cfg, dist, valid = self.cfg, self.dist, self.data.valid
+        if valid is None:
             return None
-        n = min(cfg.eval_batches, len(self.data.valid) // self.micro)
-        n -= n % dist.world_size
-        if n == 0:
+        draws = EVAL_DRAWS if self.diffusion is not None else 0
+        rows = max(1, self.micro // draws) if draws else self.micro
+        chunks = min(cfg.eval_batches, len(valid) // rows)
+        chunks -= chunks % dist.world_size
+        if chunks == 0:
             return None
-        sums = torch.zeros(2, dtype=torch.float64, device=dist.device)
+        drawn = spread_sample(len(valid), chunks * rows, seed_for(cfg.seed, EVAL))
+        values = torch.zeros(3, drawn.size, dtype=torch.float64, device=dist.device)  # nats, tokens, MC var
         self.model.eval()
         dist.reshard(self.model)
         with self.ema.swapped_in() if self.ema else contextlib.nullcontext():
-            for c in range(dist.rank, n, dist.world_size):
-                batch = self.data.valid.get(np.arange(c * self.micro, (c + 1) * self.micro), 0, randomize=False)
-                times = draw_times(cfg.diffusion, self.diffusion, self.micro,
-                                   torch.Generator().manual_seed(seed_for(cfg.seed, EVAL, c)))
-                gen = torch.Generator(dist.device).manual_seed(seed_for(cfg.seed, EVAL, c, 1))
-                x0, mask = batch.tokens.to(dist.device), batch.mask.to(dist.device)
+            for c in range(dist.rank, chunks, dist.world_size):
+                window = slice(c * rows, (c + 1) * rows)
+                batch = valid.get(drawn.indices[window], 0, randomize=False)
+                data = [(batch.tokens, batch.mask)]
                 with self.autocast():
-                    loss = self.objective(self.model, x0, mask, times.to(dist.device), gen)
-                sums += torch.stack([loss.double().sum(), mask.sum().double()])
+                    if self.diffusion is None:
+                        res = ar_nll(self.model, data, vocab_size=self.data.vocab_size, device=dist.device)
+                    else:
+                        res = diffusion_nll(self.model, self.diffusion, data, cfg.diffusion.objective,
+                                            num_draws=draws, seed=seed_for(cfg.seed, EVAL, c), device=dist.device)
+                if res.sequences != rows:
+                    raise ValueError("every validation example needs at least one real token")
+                values[:, window] = torch.stack([res.per_sequence, res.lengths.double(), res.mc_variance])
             dist.reshard(self.model)  # before the training weights come back
-        dist.all_reduce_sum(sums)
-        return float(sums[0] / sums[1])
+        dist.all_reduce_sum(values)
+        values = values.cpu()
+        exact = self.diffusion is None
+        estimator = "exact_ar" if exact else cfg.diffusion.objective or self.diffusion.default_objective
+        return LikelihoodResult(estimator, exact, values[0], values[1].round().long(), values[2], draws,
+                                f"validation:{cfg.seed}:{drawn.size}/{drawn.population}", split_sample=drawn)
 
     # ------------------------------------------------------------------ the loop
 
@@ -251,10 +268,14 @@ class Trainer:
         return row
 
     def _log_eval(self, bar) -> float | None:
-        val = self.evaluate()
-        if val is not None:
-            self._write_metrics({"step": self.step, "val_loss": val, "val_bits_per_token": val / math.log(2)})
-            self.log(f"step {self.step}: validation {val:.4f} nats/token ({val / math.log(2):.4f} bits)")
+        res = self.evaluate()
+        if res is None:
+            return None
+        val, se = res.nats_per_token, res.stderr_nats_per_token
+        self._write_metrics({"step": self.step, "val_loss": val, "val_stderr": se,
+                             "val_bits_per_token": val / math.log(2), "val_windows": res.sequences})
+        self.log(f"step {self.step}: validation {val:.4f} ± {se:.4f} nats/token ({val / math.log(2):.4f} bits; "
+                 f"{res.sequences} windows spread over the split)")
         return val
 
     # ------------------------------------------------------------------ persistence
