@@ -143,8 +143,9 @@ def markov_tokens(vocab_size: int, n: int, seed: int, branching: int = 3, chains
 class SplitSample:
     """Which examples of a split were drawn, and how (recorded beside every number computed on them).
 
-    ``indices`` [n] sorted example indices (window i of a stream split is tokens [i L, (i + 1) L));
-    ``population`` N examples in the split; ``method`` "all" (n = N) or "systematic" (see spread_sample).
+    ``indices`` [n] example indices in split order (window i of a stream split is tokens [i L, (i + 1) L));
+    ``population`` N examples in the split; ``method`` "all" (n = N, each once) or "stratified" (one draw
+    in each of n equal strata, see ``spread_sample``).
     """
 
     indices: np.ndarray
@@ -167,15 +168,17 @@ class SplitSample:
 
 
 def spread_sample(population: int, n: int | None, seed: int = 0) -> SplitSample:
-    """n of a split's N examples, one in each of n equal strata, at a seeded common position in the strata:
+    """n draws from a split's N examples, one in each of n equal strata, independently placed:
 
-        index_h = floor((h + u) N / n),   h = 0..n-1,   u ~ U[0, 1) from ``seed``
+        index_h = floor((h + u_h) N / n),   h = 0..n-1,   u_h ~ U[0, 1) i.i.d. from ``seed``
 
-    (systematic sampling with a random start). Every example has the same chance n / N of being drawn,
-    so the mean over the sample is an unbiased estimate of the mean over the *whole split*, and the
-    sample covers the split from its first stratum to its last (never only its opening pages). The
-    indices are distinct and sorted (stratum order), which the variance estimate in
-    ``discdiff.evaluation`` relies on. ``n=None`` or ``n >= N`` takes every example (method "all").
+    A stratified random sample of the split seen as a line [0, N) cut into n strata of length N / n: every
+    draw has the same weight, every example the same expected count n / N, so the mean over the draws is
+    an unbiased estimate of the mean over the *whole split*, and the draws reach from the split's first
+    stratum to its last (never only its opening pages). Indices come in split order (stratum h's draw is
+    h-th), which the variance estimate in ``discdiff.evaluation`` relies on. An example that straddles two
+    strata can be drawn by both (rare unless n is close to N); it then counts twice, as the design says.
+    ``n=None`` or ``n >= N`` takes every example once (method "all").
     """
     if population < 1:
         raise ValueError(f"the split has no examples to draw (population {population})")
@@ -183,6 +186,6 @@ def spread_sample(population: int, n: int | None, seed: int = 0) -> SplitSample:
         raise ValueError(f"the number of examples to draw must be >= 1, got {n}")
     if n is None or n >= population:
         return SplitSample(np.arange(population, dtype=np.int64), population, seed, "all")
-    u = (mix(seed, 0x5EED) >> 10) / float(1 << 53)  # a float64 in [0, 1), from the seed alone
-    indices = np.floor((np.arange(n) + u) * (population / n)).astype(np.int64)
-    return SplitSample(np.minimum(indices, population - 1), population, seed, "systematic")
+    offsets = np.random.default_rng(mix(seed, 0x5EED)).random(n)  # u_h, from the seed alone
+    indices = np.floor((np.arange(n) + offsets) * (population / n)).astype(np.int64)
+    return SplitSample(np.minimum(indices, population - 1), population, seed, "stratified")

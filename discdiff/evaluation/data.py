@@ -105,8 +105,8 @@ def load_eval_data(source, *, context: int, vocab_size: int | None = None, split
                    max_sequences: int | None = None, batch_size: int = 32, seed: int = 0) -> EvalData:
     """``max_sequences`` examples spread over the whole split (every example when None), as batches.
 
-    The examples are a seeded systematic sample (``discdiff.data.splits.spread_sample``): one in each of
-    n equal strata of the split, every example equally likely, in split order. So the intervals computed
+    The examples are a seeded stratified sample (``discdiff.data.splits.spread_sample``): one random draw
+    in each of n equal strata of the split, every example equally likely, in split order. So the intervals computed
     on them (``diffusion_nll``, ``ar_nll``) are for the mean over the *whole split*, with the variance of
     that design; the sample (seed, n, N, method) is recorded in every result. ``source`` takes every form
     ``discdiff.data.splits.open_split`` takes: a prepared corpus directory (its ``split``), a token-file

@@ -48,21 +48,20 @@ def stderr_of_mean(resid: Tensor, mc_variance: Tensor, drawn: SplitSample | None
     """Standard error of the mean of a linearised statistic from its residuals r_b [n] (sum 0, split order).
 
     Sequences given directly (``drawn`` None) are independent draws:  var = sum_b r_b^2 / (n (n - 1)).
-    A spread sample of n of a split's N examples (one per equal stratum, ``spread_sample``) estimates the
-    split's mean; with one example per stratum the textbook estimate collapses adjacent strata in pairs
-    (successive differences), and the finite-population correction, f = n / N, shrinks the data part:
+    A stratified spread of a split (one draw per equal stratum, ``spread_sample``) estimates the split's
+    mean. With one draw per stratum the within-stratum variance is estimated by collapsing adjacent strata
+    (successive differences), which can only over-state it (differences between strata add to it):
 
-        v_sd = sum_{h >= 1} (r_h - r_{h-1})^2 / (2 n (n - 1))
-        var  = (1 - f) v_sd + f sum_b mc_b / n^2
+        var = sum_{h >= 1} (r_h - r_{h-1})^2 / (2 n (n - 1))
 
-    v_sd holds the Monte Carlo variance mc_b too, which no finite population removes: hence the f term,
-    so that evaluating the whole split (f = 1) leaves exactly the Monte Carlo error.
+    It holds each draw's Monte Carlo variance mc_b as well. The whole split (method "all") has no sampling
+    error left, only the Monte Carlo one:  var = sum_b mc_b / n^2.
     """
     n = len(resid)
     if n < 2:
         return math.nan
     if drawn is None:
         return float((resid.square().sum() / (n * (n - 1))).sqrt())
-    f = min(drawn.fraction, 1.0)
-    v_sd = (resid[1:] - resid[:-1]).square().sum() / (2 * n * (n - 1))
-    return float(((1 - f) * v_sd + f * mc_variance.sum() / n**2).sqrt())
+    if drawn.method == "all":
+        return float(mc_variance.sum().sqrt() / n)
+    return float(((resid[1:] - resid[:-1]).square().sum() / (2 * n * (n - 1))).sqrt())
