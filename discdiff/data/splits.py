@@ -26,8 +26,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from discdiff.seeding import seed_for
+
 from .corpora import Manifest
-from .loader import WindowDataset, mix, open_dataset
+from .loader import WindowDataset, open_dataset
 from .packing import TokenFile
 
 __all__ = ["SYNTHETIC_SEED", "Split", "SplitSample", "is_corpus_dir", "markov_tokens", "open_split",
@@ -186,6 +188,6 @@ def spread_sample(population: int, n: int | None, seed: int = 0) -> SplitSample:
         raise ValueError(f"the number of examples to draw must be >= 1, got {n}")
     if n is None or n >= population:
         return SplitSample(np.arange(population, dtype=np.int64), population, seed, "all")
-    offsets = np.random.default_rng(mix(seed, 0x5EED)).random(n)  # u_h, from the seed alone
+    offsets = np.random.default_rng(seed_for(seed, 0x5EED)).random(n)  # u_h, from the seed alone
     indices = np.floor((np.arange(n) + offsets) * (population / n)).astype(np.int64)
     return SplitSample(np.minimum(indices, population - 1), population, seed, "stratified")

@@ -9,7 +9,8 @@
     compare(ev.primary, ar)    # paired diffusion - AR difference and diffusion / AR ratio, with intervals
 
     from discdiff.evaluation import ARJudge, generative_perplexity
-    report = generative_perplexity(samples, ARJudge.from_pretrained("runs/ar/pretrained"), categorical="float64")
+    judge = ARJudge.from_pretrained(from_pretrained("runs/ar/pretrained"))
+    report = generative_perplexity(samples, judge, categorical="float64")
 """
 
 from .data import EvalData, as_batches, data_hash, load_eval_data

@@ -88,13 +88,15 @@ class ARJudge:
         self.model, self.name, self.batch_size = model, name, batch_size
 
     @classmethod
-    def from_pretrained(cls, directory, device="cpu", **kwargs) -> ARJudge:
-        from discdiff.training import from_pretrained
-
-        pre = from_pretrained(directory, device=device)
-        if not pre.is_ar:
-            raise ValueError(f"{directory} holds a diffusion model; the judge must be the AR baseline (kind: ar)")
-        return cls(pre.model, pre.vocab_size, **kwargs)
+    def from_pretrained(cls, pretrained, **kwargs) -> ARJudge:
+        """The judge from a loaded AR baseline: ``ARJudge.from_pretrained(from_pretrained("runs/ar/pretrained"))``
+        (``discdiff.training.from_pretrained`` loads the directory; evaluation never imports training)."""
+        if not all(hasattr(pretrained, name) for name in ("model", "vocab_size", "is_ar")):
+            raise ValueError("pass a loaded pretrained model: ARJudge.from_pretrained(discdiff.training."
+                             f"from_pretrained(directory)), got {type(pretrained).__name__}")
+        if not pretrained.is_ar:
+            raise ValueError("that is a diffusion model; the judge must be the AR baseline (kind: ar)")
+        return cls(pretrained.model, pretrained.vocab_size, **kwargs)
 
     def score(self, samples, padding_mask: Tensor | None = None) -> JudgeScores:
         from .likelihood import ar_nll

