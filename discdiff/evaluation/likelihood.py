@@ -46,7 +46,6 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -200,22 +199,6 @@ def _device(model, device):
     return first.device if first is not None else torch.device("cpu")
 
 
-def _attending_to_real_tokens(model, mask: Tensor):
-    """The model as the trainer calls it: a backbone that takes ``padding_mask`` gets it on padded batches
-    (as in training, so real positions never read pad tokens); any other model is called as it is.
-    Redundant once ``Diffusion.loss`` hands ``padding_mask`` to such backbones itself (it is then never
-    passed twice: the wrapper below takes no ``padding_mask``)."""
-    if bool(mask.all()):
-        return model
-    try:
-        params = inspect.signature(model.forward if isinstance(model, torch.nn.Module) else model).parameters
-    except (TypeError, ValueError):
-        return model
-    if "padding_mask" not in params:
-        return model
-    return lambda x_t, sigma_bar: model(x_t, sigma_bar, padding_mask=mask)
-
-
 def diffusion_nll(model, diffusion: Diffusion, data, objective: str | None = None, *, num_draws: int = 16,
                   seed: int = 0, batch_size: int = 32, device=None, confidence: float = 0.95) -> LikelihoodResult:
     """The NLL bound of ``objective`` (default: the diffusion's default) per sequence, by ``Diffusion.nll``
@@ -239,8 +222,8 @@ def diffusion_nll(model, diffusion: Diffusion, data, objective: str | None = Non
     with _eval_mode(model):
         for tokens, mask in batches:
             x0, mask = tokens.to(device), mask.to(device)
-            est = diffusion.nll(_attending_to_real_tokens(model, mask), x0, objective, num_draws=num_draws,
-                                generator=generator, padding_mask=mask)
+            # Diffusion.loss gives a backbone that takes padding_mask the mask (one padding policy)
+            est = diffusion.nll(model, x0, objective, num_draws=num_draws, generator=generator, padding_mask=mask)
             means.append(est.mean.cpu())
             variances.append(est.stderr.square().cpu())
             lengths.append(mask.sum(1).cpu())
