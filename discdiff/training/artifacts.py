@@ -92,28 +92,41 @@ def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
     write_atomic(path, safetensors_bytes(state))
 
 
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of a safetensors file, tied aliases restored (a malformed file is a CheckpointError)."""
-    state, _ = _load_safetensors(path)
+def load_weights(path: Path, entry: dict | None = None) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file, tied aliases restored (a malformed file is a CheckpointError).
+
+    entry: the file's manifest entry; the bytes loaded are checked against it (so what was verified is
+    exactly what is used). Tensors are copies in memory, never views of a file that may change later.
+    """
+    state, _ = _load_safetensors(path, entry)
     return state
 
 
-def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+def _load_safetensors(path: Path, entry: dict | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors.torch import load
 
     try:
-        state = load_file(str(path))
-        with safe_open(str(path), "pt") as f:
-            metadata = f.metadata() or {}
-        aliases = json.loads(metadata.get("aliases", "{}"))
-        for alias, source in aliases.items():
-            state[alias] = state[source]
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing") from None
+    if entry is not None:
+        _check_bytes(data, entry, path)
+    try:
+        state = {name: t.clone() for name, t in load(data).items()}
+        n = int.from_bytes(data[:8], "little")
+        metadata = json.loads(data[8:8 + n]).get("__metadata__") or {}
+        for alias, source in json.loads(metadata.get("aliases", "{}")).items():
+            state[alias] = state[source]
     except Exception as e:  # safetensors raises its own error types for a malformed file
         raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
     return state, metadata
+
+
+def _check_bytes(data: bytes, entry: dict, path) -> None:
+    if len(data) != entry["size"]:
+        raise CheckpointError(f"{path}: {len(data)} bytes, the manifest says {entry['size']}")
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise CheckpointError(f"{path}: content differs from the manifest (sha256 mismatch)")
 
 
 def require_finite(state: dict[str, torch.Tensor], where) -> None:
@@ -169,8 +182,8 @@ def save_tree(obj, path: Path) -> None:
     write_atomic(path, tree_bytes(obj))
 
 
-def load_tree(path: Path):
-    tensors, metadata = _load_safetensors(path)
+def load_tree(path: Path, entry: dict | None = None):
+    tensors, metadata = _load_safetensors(path, entry)
     if TREE_KEY not in metadata:
         raise CheckpointError(f"{path}: no {TREE_KEY!r} entry in its metadata (not a discdiff state file)")
     try:

@@ -165,16 +165,16 @@ def load_checkpoint(path, rank: int = 0) -> Checkpoint:
     path = Path(path)
     state = verify_checkpoint(path)
     listed = read_manifest(path)["files"]
-    model = load_weights(path / "model.safetensors")
+    model = load_weights(path / "model.safetensors", listed["model.safetensors"])
     require_finite(model, path / "model.safetensors")
     ema = None
     if "ema.safetensors" in listed:
-        ema = load_weights(path / "ema.safetensors")
+        ema = load_weights(path / "ema.safetensors", listed["ema.safetensors"])
         require_finite(ema, path / "ema.safetensors")
-    optimizer = load_tree(path / "optimizer.safetensors")
+    optimizer = load_tree(path / "optimizer.safetensors", listed["optimizer.safetensors"])
     require_finite(dict(_tensors_in(optimizer)), path / "optimizer.safetensors")
     rng_name = f"rng_rank{rank}.safetensors"
-    rng = load_tree(path / rng_name) if rng_name in listed else None
+    rng = load_tree(path / rng_name, listed[rng_name]) if rng_name in listed else None
     return Checkpoint(path, state, model, ema, optimizer, rng)
 
 
@@ -252,7 +252,7 @@ def save_checkpoint(out_dir, step: int, dist, *, model_state, ema_state, optim_s
     name = f"step_{step:08d}"
     final = root / name
     pid, token, exists = dist.from_main([os.getpid(), int.from_bytes(os.urandom(6), "little"),
-                                         int(dist.is_main and _verifies(final))])
+                                         int(dist.is_main and name not in damaged and _verifies(final))])
     if exists:
         return final if dist.is_main else None
     tmp = root / f".tmp-{name}-{pid}-{token:012x}"
@@ -275,8 +275,10 @@ def save_checkpoint(out_dir, step: int, dist, *, model_state, ema_state, optim_s
 
 
 def _verifies(path: Path) -> bool:
+    if not path.is_dir():
+        return False
     try:
-        verify_checkpoint(path)
+        load_checkpoint(path)  # every check, finite tensors included
         return True
     except CheckpointError:
         return False

@@ -31,6 +31,7 @@ class ModelSource(NamedTuple):
     weights: Path  # model.safetensors
     ema: Path | None  # ema.safetensors of a training checkpoint (its parameters replace the raw ones)
     tokenizer: Path | None
+    files: dict  # the manifest's entries: what is loaded is checked against them
     skipped: list[str]  # damaged checkpoints passed over on the way (a run directory without pretrained/)
 
 
@@ -75,7 +76,7 @@ def _pretrained(directory: Path) -> ModelSource:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise CheckpointError(f"{config_file}: {key} must be a positive integer, got {value!r}")
     return ModelSource(directory, config, config_file, directory / "model.safetensors", None,
-                       _tokenizer(directory, files), [])
+                       _tokenizer(directory, files), files, [])
 
 
 def _checkpoint(directory: Path, skipped: list[str] | None = None) -> ModelSource:
@@ -86,12 +87,12 @@ def _checkpoint(directory: Path, skipped: list[str] | None = None) -> ModelSourc
               "context": cfg["data"]["context"], "model": cfg["model"], "diffusion": cfg["diffusion"]}
     ema = directory / "ema.safetensors" if "ema.safetensors" in files else None
     return ModelSource(directory, config, directory / "state.json", directory / "model.safetensors", ema,
-                       _tokenizer(directory, files), list(skipped or []))
+                       _tokenizer(directory, files), files, list(skipped or []))
 
 
 def load_model_weights(model: nn.Module, source: ModelSource) -> None:
     """Load a source's weights into a freshly built model: finite, every key matching; EMA on top when given."""
-    state = load_weights(source.weights)
+    state = load_weights(source.weights, source.files[source.weights.name])
     require_finite(state, source.weights)
     try:
         model.load_state_dict(state)
@@ -101,7 +102,7 @@ def load_model_weights(model: nn.Module, source: ModelSource) -> None:
                               f"({' '.join(first[1:2]) or first[0]})") from None
     if source.ema is None:
         return
-    ema = load_weights(source.ema)
+    ema = load_weights(source.ema, source.files[source.ema.name])
     require_finite(ema, source.ema)
     with torch.no_grad():
         for name, p in model.named_parameters():  # tied weights once, as the EMA stores them
