@@ -39,7 +39,8 @@ def model_source(path) -> ModelSource:
     """Resolve and verify a pretrained, run or checkpoint directory (CheckpointError naming the bad file)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or directory")
+        raise FileNotFoundError(f"{path}: no such directory (no config.json, pretrained/, checkpoints/ or "
+                                "state.json to load a model from)")
     if (path / "config.json").is_file():
         return _pretrained(path)
     if (path / "state.json").is_file() or STEP_DIR.fullmatch(path.name):
@@ -54,8 +55,8 @@ def model_source(path) -> ModelSource:
             except CheckpointError as e:
                 skipped.append(f"checkpoint {checkpoint.name} is damaged and was skipped: {e}")
         raise CheckpointError(f"{path}: no checkpoint verifies" + (f" ({skipped[0]})" if skipped else ""))
-    raise ValueError(f"{path}: not a model: expected a pretrained directory (config.json), a run directory "
-                     "(pretrained/ or checkpoints/) or a checkpoint directory (state.json)")
+    raise ValueError(f"{path}: not a model: no config.json (a pretrained directory), pretrained/ or checkpoints/ "
+                     "(a run directory) or state.json (a checkpoint directory) in it")
 
 
 def _tokenizer(directory: Path, files: dict) -> Path | None:
