@@ -301,6 +301,8 @@ def _write_files(tmp: Path, world_size: int, model_state, ema_state, optim_state
 
 def copy_tree_into(writer: ManifestWriter, source: Path, prefix: str) -> None:
     """Copy a small directory (a tokenizer) into the writer's directory, file by file, recording each."""
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source}: the data's tokenizer directory is missing")
     for file in sorted(p for p in source.rglob("*") if p.is_file()):
         writer.write(f"{prefix}/{file.relative_to(source).as_posix()}", file.read_bytes())
 

@@ -91,3 +91,19 @@ def test_pretrained_config_holds_only_what_is_read(tiny, tmp_path):
     assert set(config) == {"format", "version", "vocab_size", "context", "model", "diffusion"}
     manifest = json.loads((tmp_path / "pretrained" / "manifest.json").read_text())
     assert sorted(manifest["files"]) == ["config.json", "model.safetensors"]
+
+
+def test_a_checkpoint_carries_its_tokenizer(tmp_path):
+    import numpy as np
+    from train_helpers import tiny_config
+
+    from discdiff.data import DNATokenizer, TokenWriter
+
+    tok_dir = DNATokenizer().save(tmp_path / "tok")
+    with TokenWriter(tmp_path / "data" / "train", 8, "records", tok_dir) as w:
+        for length in np.random.default_rng(0).integers(5, 30, size=64):
+            w.add(np.full(length, 4))
+    cfg = tiny_config(tmp_path / "run", "steps=2", f"data.train={tmp_path}/data/train.json", "data.vocab_size=null")
+    Trainer(cfg).fit()
+    pre = from_pretrained(tmp_path / "run" / "checkpoints" / "step_00000002")
+    assert pre.tokenizer is not None and pre.tokenizer.decode([4, 4]) == DNATokenizer().decode([4, 4])
