@@ -47,27 +47,39 @@ TRAIN_DESCRIPTION = """Train from a YAML preset (configs/) plus --set overrides;
     torchrun --nproc_per_node=2 -m discdiff train --config ... --set parallel=fsdp   # DDP is the default
     discdiff train --out runs/sc --resume         # continue a killed run exactly
 
-Writes OUT/metrics.jsonl, OUT/checkpoints/step_*/ (atomic; `latest` names the newest) and, at the end,
-OUT/pretrained/ (EMA weights, config, tokenizer) for `discdiff sample` and `discdiff eval`."""
+Writes OUT/metrics.jsonl, OUT/checkpoints/step_*/ (atomic and verified: a manifest.json with every file's
+sha256 is written last; `latest` names the newest) and, at the end, OUT/pretrained/ (EMA weights, config,
+tokenizer) for `discdiff sample` and `discdiff eval` (which also accept OUT or OUT/checkpoints/step_N).
+
+One process trains into OUT at a time (a second one fails at once). A directory that already holds a run
+(checkpoints/ or pretrained/) needs --resume (continue it) or --overwrite (delete it and start over).
+--resume uses the newest checkpoint that verifies: a damaged newer one is named, skipped and kept."""
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="YAML preset (see configs/); omitted: the defaults, or with "
-                   "--resume the config stored in the latest checkpoint")
+                   "--resume the config stored in the checkpoint")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value by its dotted key, e.g. --set model.n_layers=4 "
                    "--set optim.lr=1e-3 (repeatable; values are YAML; an unknown key names the closest one)")
     p.add_argument("--out", help="output directory for checkpoints, metrics.jsonl and pretrained/ "
                    "(same as --set out_dir=...)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest exactly "
-                   "(weights, EMA, optimizer, data position, RNG); starts fresh, saying so, if there is none")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help="continue exactly (weights, EMA, optimizer, data "
+                       "position, RNG) from the newest checkpoint in OUT that verifies; damaged newer ones are "
+                       "named and skipped, never deleted. If OUT has no checkpoint at all: with --config a new run "
+                       "starts there (saying so), without --config it is an error")
+    start.add_argument("--overwrite", action="store_true", help="delete the earlier run in OUT (checkpoints/, "
+                       "pretrained/, metrics.jsonl) and start over; without it (or --resume) training into a "
+                       "directory that holds a run is refused")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     p.add_argument("--list-keys", action="store_true", help="print every valid config key and exit")
 
 
 def _train(args) -> int:
-    from discdiff.training import Trainer, config_to_dict, load_config, valid_keys
-    from discdiff.training.checkpoint import latest_checkpoint
+    from discdiff.training import Trainer, apply_overrides, config_from_dict, config_to_dict, load_config, valid_keys
+    from discdiff.training.checkpoint import find_resumable
+    from discdiff.training.rundir import run_contents
 
     if args.list_keys:
         print("\n".join(valid_keys()))
@@ -79,16 +91,19 @@ def _train(args) -> int:
 
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         return 0
-    if args.resume and args.config is None and latest_checkpoint(cfg.out_dir) is not None:
-        from discdiff.training import apply_overrides
-
-        saved = json.loads((latest_checkpoint(cfg.out_dir) / "state.json").read_text())["config"]
-        trainer = Trainer.from_checkpoint_config(cfg.out_dir, apply_overrides(saved, overrides))
-    else:
-        trainer = Trainer(cfg, resume=args.resume)
+    if args.resume and args.config is None:  # the config comes from the checkpoint
+        found = find_resumable(cfg.out_dir)
+        if found.checkpoint is not None:
+            saved = found.checkpoint.state["config"]
+            cfg = config_from_dict(apply_overrides(saved, [*args.overrides, f"out_dir={cfg.out_dir}"]))
+        elif not run_contents(cfg.out_dir):
+            raise ValueError(f"no checkpoint in {cfg.out_dir} to resume from; pass --config to start a new run "
+                             "there")
+    trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite)
     try:
         trainer.fit()
     finally:
+        trainer.close()
         trainer.dist.shutdown()
     return 0
 

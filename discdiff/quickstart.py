@@ -71,7 +71,7 @@ def main(argv=None) -> None:
     cfg = _config(data_dir, Path(args.out), steps)
     print(f"training {steps} steps (~{steps * per_step / 60:.1f} min at {per_step:.2f} s/step): "
           f"d=128, 4 layers, context 128, batch 32, t-DCE, time-free denoiser")
-    Trainer(cfg).fit()
+    Trainer(cfg, overwrite=True).fit()  # a quickstart retrains from scratch each time it runs
 
     pre = from_pretrained(Path(args.out) / "pretrained")
     tok = pre.tokenizer

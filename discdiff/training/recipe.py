@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,8 +21,10 @@ import discdiff as dd
 from discdiff.nn import DiffusionTransformer, TransformerConfig
 
 from . import choices
-from .checkpoint import load_weights, save_weights, write_atomic
+from .artifacts import MANIFEST, CheckpointError, ManifestWriter, require_finite, safetensors_bytes
+from .checkpoint import copy_tree_into
 from .config import DiffusionConfig, ModelConfig, config_from_dict
+from .sources import load_model_weights, model_source
 
 __all__ = ["Pretrained", "build_diffusion", "build_graph", "build_model", "from_pretrained", "make_objective",
            "save_pretrained"]
@@ -104,6 +107,7 @@ class Pretrained:
     diffusion: dd.Diffusion | dd.Autoregressive
     tokenizer: object | None
     config: dict
+    source: Path | None = None  # the directory the weights were loaded from
 
     @property
     def is_ar(self) -> bool:
@@ -116,42 +120,61 @@ class Pretrained:
 
 def save_pretrained(directory, model: nn.Module, *, model_cfg: ModelConfig, diffusion_cfg: DiffusionConfig,
                     vocab_size: int, context: int, weights: dict | None = None, tokenizer_dir=None) -> Path:
-    """config.json + model.safetensors (+ tokenizer/): a directory from_pretrained rebuilds exactly."""
+    """config.json + model.safetensors (+ tokenizer/) + manifest.json: a directory from_pretrained rebuilds exactly.
+
+    The manifest goes last (and the old one first), so a save killed half way is refused, never half-loaded.
+    Non-finite weights are refused (CheckpointError).
+    """
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"{directory}: exists and is not a directory")
+    state = weights if weights is not None else model.state_dict()
+    require_finite(state, f"refusing to save {directory}")
     directory.mkdir(parents=True, exist_ok=True)
-    config = {
-        "format": "discdiff-pretrained",
-        "version": 1,
-        "vocab_size": vocab_size,
-        "context": context,
-        "model": vars(model_cfg),
-        "diffusion": vars(diffusion_cfg),
-        "transformer": model.config.to_dict() if hasattr(model, "config") else None,
-    }
-    tmp = directory / ".model.safetensors.tmp"
-    save_weights(weights if weights is not None else model.state_dict(), tmp)
-    tmp.replace(directory / "model.safetensors")
+    (directory / MANIFEST).unlink(missing_ok=True)
+    shutil.rmtree(directory / "tokenizer", ignore_errors=True)
+    writer = ManifestWriter(directory)
+    diffusion = dict(vars(diffusion_cfg))
+    for key in choices.PATH_KEYS:  # a rate matrix named by file travels with the model, by a relative name
+        if diffusion.get(key) is not None:
+            source = Path(diffusion[key])
+            diffusion[key] = f"{key}{source.suffix}"
+            writer.write(diffusion[key], source.read_bytes())
+    config = {"format": "discdiff-pretrained", "version": 1, "vocab_size": vocab_size, "context": context,
+              "model": vars(model_cfg), "diffusion": diffusion}
+    writer.write("model.safetensors", safetensors_bytes(state))
     if tokenizer_dir is not None:
-        shutil.copytree(tokenizer_dir, directory / "tokenizer", dirs_exist_ok=True)
-    write_atomic(directory / "config.json", json.dumps(config, indent=1) + "\n")
+        copy_tree_into(writer, Path(tokenizer_dir), "tokenizer")
+    writer.write("config.json", json.dumps(config, indent=1) + "\n")
+    writer.finish()
     return directory
 
 
-def from_pretrained(directory, device="cpu") -> Pretrained:
-    directory = Path(directory)
-    if not (directory / "config.json").is_file():
-        raise FileNotFoundError(f"{directory}: no config.json (not a save_pretrained directory)")
-    config = json.loads((directory / "config.json").read_text())
-    if config.get("format") != "discdiff-pretrained":
-        raise ValueError(f"{directory}/config.json is not a discdiff-pretrained config")
-    model_cfg = config_from_dict(config["model"], ModelConfig)
-    diffusion_cfg = config_from_dict(config["diffusion"], DiffusionConfig)
-    model = build_model(model_cfg, diffusion_cfg, config["vocab_size"], config["context"])
-    model.load_state_dict(load_weights(directory / "model.safetensors"))
+def from_pretrained(path, device="cpu") -> Pretrained:
+    """Rebuild model, Diffusion and tokenizer from a verified directory (see training/sources.py).
+
+    `path`: a save_pretrained directory; a run directory (its pretrained/, or else its newest checkpoint that
+    verifies, with a warning per damaged newer one); or a checkpoint directory checkpoints/step_N (its EMA
+    weights when it has them, else the raw weights). Any mismatch with the manifest, a config that does not
+    parse, or NaN/inf weights is a CheckpointError (a ValueError) naming the file.
+    """
+    source = model_source(path)
+    for line in source.skipped:
+        warnings.warn(line, stacklevel=2)
+    config = source.config
+    try:
+        model_cfg = config_from_dict(config["model"], ModelConfig)
+        diffusion_cfg = config_from_dict(config["diffusion"], DiffusionConfig)
+        model = build_model(model_cfg, diffusion_cfg, config["vocab_size"], config["context"])
+        root = source.path if source.config_file.name == "config.json" else None  # save_pretrained copies
+        diffusion = build_diffusion(diffusion_cfg, config["vocab_size"], root=root)  # matrix files beside it
+    except (ValueError, KeyError, OSError) as e:
+        raise CheckpointError(f"{source.config_file}: {e}") from None
+    load_model_weights(model, source)
     model.to(device).eval()
     tokenizer = None
-    if (directory / "tokenizer").is_dir():
+    if source.tokenizer is not None:
         from discdiff.data import load_tokenizer
 
-        tokenizer = load_tokenizer(directory / "tokenizer")
-    return Pretrained(model, build_diffusion(diffusion_cfg, config["vocab_size"]), tokenizer, config)
+        tokenizer = load_tokenizer(source.tokenizer)
+    return Pretrained(model, diffusion, tokenizer, config, source.path)

@@ -32,13 +32,16 @@ from discdiff.data import TokenLoader
 from discdiff.data.splits import spread_sample
 from discdiff.diffusion import Diffusion
 from discdiff.evaluation import LikelihoodResult, ar_nll, diffusion_nll
+from discdiff.progress import Progress, write
 
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state, write_atomic
+from .artifacts import CheckpointError
+from .checkpoint import Checkpoint, find_resumable, latest_checkpoint, save_checkpoint, set_rng_state
 from .config import TrainConfig, config_from_dict, config_to_dict
 from .data import open_data
 from .distributed import init_distributed, seed_for
 from .ema import EMA
 from .recipe import build_diffusion, build_model, draw_times, make_objective, save_pretrained
+from .rundir import open_run, trim_metrics
 
 __all__ = ["Trainer", "TrainingDiverged", "lr_at"]
 
@@ -62,12 +65,31 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, resume: bool = False):
+    """Trains cfg into cfg.out_dir, which it locks for its lifetime (released by fit() or close()).
+
+    resume=True continues from the newest checkpoint there that verifies (a new run when there is none at
+    all); overwrite=True deletes an earlier run there first; with neither, a directory that holds a run
+    (checkpoints/ or pretrained/) is refused. See discdiff/training/rundir.py.
+    """
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False, overwrite: bool = False):
+        if not isinstance(cfg.steps, int) or cfg.steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {cfg.steps!r} (no step would train anything)")
         self.cfg = cfg
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.dist = dist = init_distributed(cfg.device, cfg.parallel)
         self.out = Path(cfg.out_dir)
+        start = open_run(self.out, dist, resume=resume, overwrite=overwrite, log=self.log)
+        self.lock, ckpt, self.damaged = start
+        try:
+            self._build(ckpt)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, ckpt: Checkpoint | None) -> None:
+        cfg, dist = self.cfg, self.dist
         self.data = open_data(cfg.data)
         vocab = self.data.vocab_size
         self.micro, self.accum = self._batch_split()
@@ -75,11 +97,10 @@ class Trainer:
         self.objective = make_objective(cfg.diffusion, self.diffusion, vocab)
         torch.manual_seed(seed_for(cfg.seed, INIT))  # same initial weights on every rank
         self.model = build_model(cfg.model, cfg.diffusion, vocab, cfg.data.context)
-        ckpt_path = latest_checkpoint(self.out) if resume else None
-        ckpt = load_checkpoint(ckpt_path, dist.rank) if ckpt_path else None
         if ckpt is not None:
-            self._check_resumable(ckpt["state"])
-            self.model.load_state_dict(ckpt["model"])  # before wrapping: DDP / FSDP start from it
+            self._check_resumable(ckpt.state)
+            with _restoring(ckpt, "model.safetensors"):
+                self.model.load_state_dict(ckpt.model)  # before wrapping: DDP / FSDP start from it
         self.model.to(dist.device)
         self.wrapped = dist.wrap(self.model)
         self.forward_model = torch.compile(self.wrapped) if cfg.compile else self.wrapped
@@ -96,7 +117,7 @@ class Trainer:
         self.autocast = lambda: torch.autocast(dist.device.type, torch.bfloat16, enabled=bf16)
         if ckpt is not None:
             self._restore(ckpt)
-        self.log(f"resumed from {ckpt_path} at step {self.step}" if ckpt else "starting from scratch")
+        self.log(f"resumed from {ckpt.path} at step {self.step}" if ckpt else f"starting a new run in {self.out}")
 
     # ------------------------------------------------------------------ setup helpers
 
@@ -110,22 +131,37 @@ class Trainer:
 
     def _check_resumable(self, saved: dict) -> None:
         now = config_to_dict(self.cfg)
+        saved_cfg = config_to_dict(config_from_dict(saved["config"]))  # validated, with today's defaults
         for key in RESUME_KEYS:
-            if saved["config"][key] != json.loads(json.dumps(now[key])):
+            if saved_cfg[key] != now[key]:
                 raise ValueError(f"cannot resume exactly: config {key!r} differs from the checkpoint's "
-                                 f"({saved['config'][key]!r} vs {now[key]!r})")
+                                 f"({saved_cfg[key]!r} vs {now[key]!r})")
+        if saved["vocab_size"] != self.data.vocab_size:
+            raise ValueError(f"cannot resume: the checkpoint's vocab_size is {saved['vocab_size']}, the data's "
+                             f"{self.data.vocab_size}")
+        if saved["step"] > self.cfg.steps:
+            raise ValueError(f"cannot resume: the checkpoint is at step {saved['step']}, beyond steps="
+                             f"{self.cfg.steps} (raise steps to continue it)")
 
-    def _restore(self, ckpt: dict) -> None:
-        state = ckpt["state"]
-        self.dist.load_full_optimizer_state(self.model, self.opt, ckpt["optimizer"])
+    def _restore(self, ckpt: Checkpoint) -> None:
+        state = ckpt.state
+        with _restoring(ckpt, "optimizer.safetensors"):
+            self.dist.load_full_optimizer_state(self.model, self.opt, ckpt.optimizer)
         if self.ema is not None:
-            self.ema.load_full_state(ckpt["ema"])
-        self.loader.load_state_dict(state["data"])
+            with _restoring(ckpt, "ema.safetensors"):
+                if ckpt.ema is None:
+                    raise KeyError("no EMA weights")
+                self.ema.load_full_state(ckpt.ema)
+        with _restoring(ckpt, "state.json"):
+            self.loader.load_state_dict(state["data"])
         self.step, self.bad_steps, self.tokens_seen = state["step"], state["bad_steps"], state["tokens_seen"]
-        if ckpt["rng"] is not None:
-            set_rng_state(ckpt["rng"])
+        if ckpt.rng is not None:
+            with _restoring(ckpt, f"rng_rank{self.dist.rank}.safetensors"):
+                set_rng_state(ckpt.rng)
         if self.dist.is_main:  # forget metrics logged after the checkpoint by the run that died
-            self._trim_metrics(self.step)
+            torn = trim_metrics(self.out / "metrics.jsonl", self.step)
+            if torn:
+                self.log(torn)
 
     # ------------------------------------------------------------------ one optimizer step
 
@@ -232,26 +268,37 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
 
     def fit(self) -> dict:
+        """Train to cfg.steps, then validate, save a checkpoint and OUT/pretrained/; releases the run lock."""
         cfg = self.cfg
-        batches = iter(self.loader)
-        bar = _progress(cfg, self.step, self.dist.is_main)
-        window, t0, last = [], time.perf_counter(), {}
-        while self.step < cfg.steps:
-            metrics = self.train_step(next(batches))
-            window.append(metrics)
-            bar.update(1)
-            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                last = self._log_window(window, time.perf_counter() - t0, bar)
-                window, t0 = [], time.perf_counter()
-            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
-                self._log_eval(bar)
-            if cfg.save_every and self.step % cfg.save_every == 0 and self.step < cfg.steps:
-                self.save()
-        bar.close()
-        val = self._log_eval(bar)
-        self.save()
-        self.save_pretrained(self.out / "pretrained")
+        try:
+            batches = iter(self.loader)
+            bar = Progress(cfg.steps, initial=self.step, desc="train",
+                           enabled=bool(cfg.progress and self.dist.is_main))
+            window, t0, last = [], time.perf_counter(), {}
+            with bar:
+                while self.step < cfg.steps:
+                    window.append(self.train_step(next(batches)))
+                    shown = {}
+                    if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                        last = self._log_window(window, time.perf_counter() - t0, bar)
+                        window, t0 = [], time.perf_counter()
+                        shown = {"loss": last["loss"], "tok/s": f"{last['tokens_per_s']:.0f}"}
+                    bar.update(1, **shown)
+                    if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
+                        self._log_eval(bar)
+                    if cfg.save_every and self.step % cfg.save_every == 0 and self.step < cfg.steps:
+                        self.save()
+            val = self._log_eval(bar)
+            self.save()
+            self.save_pretrained(self.out / "pretrained")
+        finally:
+            self.close()
         return {**last, "val_loss": val, "step": self.step}
+
+    def close(self) -> None:
+        """Release the run directory (fit() does it when it ends; a later save() takes it again)."""
+        if hasattr(self, "lock"):
+            self.lock.release()
 
     def _log_window(self, window: list[dict], seconds: float, bar) -> dict:
         good = [m for m in window if not m["skipped"]] or window
@@ -264,7 +311,6 @@ class Trainer:
             "tokens": self.tokens_seen,
             "skipped": sum(m["skipped"] for m in window),
         }
-        bar.set_postfix(loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.0f}", refresh=False)
         self._write_metrics(row)
         return row
 
@@ -283,6 +329,8 @@ class Trainer:
 
     def save(self) -> Path | None:
         """A resumable checkpoint (collective: call it on every rank)."""
+        if self.dist.is_main:
+            self.lock.acquire()
         state = {"step": self.step, "bad_steps": self.bad_steps, "tokens_seen": self.tokens_seen,
                  "data": self.loader.state_dict(), "config": config_to_dict(self.cfg),
                  "world_size": self.dist.world_size, "vocab_size": self.data.vocab_size}
@@ -291,7 +339,7 @@ class Trainer:
             model_state=self.dist.full_model_state(self.model),
             ema_state=self.ema.full_state() if self.ema else None,
             optim_state=self.dist.full_optimizer_state(self.model, self.opt),
-            state=state, keep=self.cfg.keep_checkpoints,
+            state=state, keep=self.cfg.keep_checkpoints, tokenizer_dir=self.data.tokenizer_dir, damaged=self.damaged,
         )
 
     def save_pretrained(self, directory) -> None:
@@ -300,6 +348,7 @@ class Trainer:
         if self.ema is not None:
             weights = {**weights, **self.ema.full_state(aliases=True)}
         if self.dist.is_main:
+            self.lock.acquire()
             save_pretrained(directory, self.model, model_cfg=self.cfg.model, diffusion_cfg=self.cfg.diffusion,
                             vocab_size=self.data.vocab_size, context=self.cfg.data.context, weights=weights,
                             tokenizer_dir=self.data.tokenizer_dir)
@@ -311,25 +360,18 @@ class Trainer:
             with open(self.out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
 
-    def _trim_metrics(self, step: int) -> None:
-        path = self.out / "metrics.jsonl"
-        if path.is_file():
-            keep = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
-            write_atomic(path, "".join(line + "\n" for line in keep))
-
     def log(self, msg: str) -> None:
         if self.dist.is_main:
-            from tqdm import tqdm
-
-            tqdm.write(f"[discdiff] {msg}")
+            write(f"[discdiff] {msg}")
 
     @classmethod
     def from_checkpoint_config(cls, out_dir, overrides: dict | None = None) -> Trainer:
-        """Resume a run from the config stored in its latest checkpoint."""
-        path = latest_checkpoint(out_dir)
-        if path is None:
-            raise FileNotFoundError(f"{out_dir}: no checkpoint to resume from")
-        saved = json.loads((path / "state.json").read_text())["config"]
+        """Resume a run from the config stored in its newest checkpoint that verifies (out_dir stays out_dir)."""
+        found = find_resumable(out_dir)
+        if found.checkpoint is None:
+            why = f" ({found.skipped[-1]})" if found.skipped else ""
+            raise CheckpointError(f"{out_dir}: no checkpoint to resume from{why}")
+        saved = {**found.checkpoint.state["config"], "out_dir": str(out_dir)}
         return cls(config_from_dict({**saved, **(overrides or {})}), resume=True)
 
 
@@ -340,8 +382,11 @@ def _seed_global_rng(seed: int, device: torch.device) -> None:
         torch.cuda.manual_seed(seed)
 
 
-def _progress(cfg: TrainConfig, start: int, is_main: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and is_main), unit="step",
-                dynamic_ncols=True, desc="train")
+@contextlib.contextmanager
+def _restoring(ckpt: Checkpoint, name: str):
+    """Turn a failure to restore part of a verified checkpoint into one line naming the file."""
+    try:
+        yield
+    except (KeyError, ValueError, RuntimeError, TypeError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{ckpt.path / name}: cannot restore it ({reason})") from None

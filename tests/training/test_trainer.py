@@ -24,10 +24,11 @@ def test_tiny_run_learns_and_writes_everything(tiny, tmp_path):
     assert len(vals) == 2 and math.isfinite(result["val_loss"])
     ckpt = latest_checkpoint(tmp_path)
     assert ckpt.name == "step_00000060"
-    assert sorted(p.name for p in ckpt.iterdir()) == [
-        "ema.safetensors", "model.safetensors", "optimizer.pt", "rng_rank0.pt", "state.json"]
+    assert sorted(p.name for p in ckpt.iterdir()) == [  # no pickle: safetensors and JSON only
+        "ema.safetensors", "manifest.json", "model.safetensors", "optimizer.safetensors", "rng_rank0.safetensors",
+        "state.json"]
     assert len(list((tmp_path / "checkpoints").glob("step_*"))) == cfg.keep_checkpoints
-    state = load_checkpoint(ckpt)["state"]
+    state = load_checkpoint(ckpt).state
     assert state["step"] == 60 and state["data"]["batch"] + state["data"]["epoch"] > 0
 
 
@@ -78,10 +79,10 @@ def test_nan_guard_skips_then_stops_without_poisoning(tiny, tmp_path):
         trainer.fit()
     assert trainer.step == 5  # stopped in step 5; steps 3, 4, 5 were bad and none was applied
     saved = load_checkpoint(latest_checkpoint(tmp_path))
-    assert saved["state"]["step"] == 4 and saved["state"]["bad_steps"] == 1
+    assert saved.state["step"] == 4 and saved.state["bad_steps"] == 1
     for name, p in trainer.model.state_dict().items():  # unchanged since step 3, and finite
         assert torch.isfinite(p).all()
-        torch.testing.assert_close(p, saved["model"][name], rtol=0, atol=0)
+        torch.testing.assert_close(p, saved.model[name], rtol=0, atol=0)
     skipped = [r for r in metrics(tmp_path) if r.get("event") == "skipped_nonfinite"]
     assert [r["step"] for r in skipped] == [3, 4, 5]
 
