@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from discdiff.console import device, int_at_least, positive_int, seed, user_error_message
+from discdiff.console import UserError, device, int_at_least, positive_int, seed, user_error_message
 
 __all__ = ["COMMANDS", "Command", "main", "register"]
 
@@ -115,9 +115,9 @@ SAMPLE_DESCRIPTION = """Draw sequences from a trained model; print them, or writ
 
 
 def _sample_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, type=Path, help=MODEL_HELP)
-    p.add_argument("--num-samples", type=positive_int, default=4, help="how many sequences to draw")
-    p.add_argument("--length", type=positive_int, default=None,
+    p.add_argument("--model", required=True, type=Path, metavar="DIR", help=MODEL_HELP)
+    p.add_argument("--num-samples", type=positive_int, default=4, metavar="N", help="how many sequences to draw")
+    p.add_argument("--length", type=positive_int, default=None, metavar="N",
                    help="tokens per sequence (default: the training context)")
     p.add_argument("--sampler", default="ancestral", help="euler, tau_leaping, tweedie, ancestral, "
                    "first_hitting or confidence (diffusion models; the AR baseline samples left to right)")
@@ -125,14 +125,14 @@ def _sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of clean-token draws")
     p.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens per draw")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass per draw")
-    p.add_argument("--seed", type=seed, default=0, help="seed of the sampling generator")
+    p.add_argument("--seed", type=seed, default=0, metavar="N", help="seed of the sampling generator")
     p.add_argument("--device", type=device, default="cpu", help=DEVICE_HELP)
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--out", type=Path, default=None, metavar="FILE",
                    help="write samples as JSON lines to this file (default: print them)")
     cond = p.add_mutually_exclusive_group()
-    cond.add_argument("--prompt", default=None,
+    cond.add_argument("--prompt", default=None, metavar="TEXT",
                       help="text the samples start with; the rest (up to --length) is generated")
-    cond.add_argument("--template", default=None,
+    cond.add_argument("--template", default=None, metavar="TEXT",
                       help="an infill template: '_' is one blank token, '{N}' is N blanks, '\\_' a literal "
                       "underscore, e.g. 'To be, or {6} to be'; known parts stay fixed")
     p.add_argument("--guidance", type=float, default=0.0,
@@ -220,22 +220,22 @@ EVAL_DESCRIPTION = """Likelihood of held-out data in bits per token, with a 95% 
 
 
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, type=Path, help=MODEL_HELP)
-    p.add_argument("--data", required=True, help="a prepared corpus directory (its --split is used), a "
+    p.add_argument("--model", required=True, type=Path, metavar="DIR", help=MODEL_HELP)
+    p.add_argument("--data", required=True, metavar="PATH", help="a prepared corpus directory (its --split is used), a "
                    "token-file header .json, a .npy / .bin of ids, or 'synthetic'")
-    p.add_argument("--split", default="validation", help="split of a corpus directory")
-    p.add_argument("--context", type=positive_int, default=None,
+    p.add_argument("--split", default="validation", help="split of a corpus directory (default: validation)")
+    p.add_argument("--context", type=positive_int, default=None, metavar="N",
                    help="sequence length (default: the training context)")
-    p.add_argument("--batch-size", type=positive_int, default=16, help="sequences per forward")
-    p.add_argument("--max-batches", type=positive_int, default=None,
+    p.add_argument("--batch-size", type=positive_int, default=16, metavar="N", help="sequences per forward")
+    p.add_argument("--max-batches", type=positive_int, default=None, metavar="N",
                    help="stop after this many batches (default: all)")
-    p.add_argument("--draws", type=int_at_least(2), default=8, help="Monte Carlo draws of t per sequence, >= 2, "
-                   "for a diffusion bound (95%% intervals cover data and Monte Carlo error); ignored for the exact "
-                   "AR NLL")
+    p.add_argument("--draws", type=int_at_least(2), default=8, metavar="N",
+                   help="Monte Carlo draws of t per sequence, >= 2, for a diffusion bound (95%% intervals cover "
+                   "data and Monte Carlo error); ignored for the exact AR NLL")
     p.add_argument("--objective", nargs="+", default=None, choices=OBJECTIVES, metavar="NAME",
                    help="bounds to evaluate: %(choices)s (default: the training objective, plus k_dce on "
                    "absorbing graphs, with a check that they agree)")
-    p.add_argument("--seed", type=seed, default=0, help="seed of the t / noise draws")
+    p.add_argument("--seed", type=seed, default=0, metavar="N", help="seed of the t / noise draws")
     p.add_argument("--device", type=device, default="cpu", help=DEVICE_HELP)
 
 
@@ -268,7 +268,8 @@ A copy that matches is reused; --force prepares it again."""
 def _prepare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="a corpus (shakespeare, proteins, dna, fashion-mnist, python-docs) or a path to "
                    "your own .txt / .jsonl / FASTA file or directory")
-    p.add_argument("--data-dir", default="data", help="where prepared corpora are cached (default: data)")
+    p.add_argument("--data-dir", default="data", metavar="DIR",
+                   help="where prepared corpora are cached (default: data)")
     p.add_argument("--force", action="store_true", help="prepare again even if a cached copy matches")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="a corpus option, e.g. --opt levels=8 --opt size=14 for fashion-mnist (repeatable)")
@@ -287,9 +288,13 @@ def _parse_option(text: str) -> tuple[str, object]:
 
 
 def _prepare(args) -> int:
-    from discdiff.data import prepare
+    from discdiff.data import SourceUnavailable, prepare
 
-    manifest = prepare(args.name, args.data_dir, force=args.force, **dict(map(_parse_option, args.opt)))
+    options = dict(map(_parse_option, args.opt))
+    try:
+        manifest = prepare(args.name, args.data_dir, force=args.force, **options)
+    except SourceUnavailable as e:  # offline, or a tool missing: the message names it
+        raise UserError(str(e)) from e
     print(f"prepared {args.name}: vocab {manifest.vocab_size}, splits {sorted(manifest.splits)}")
     return 0
 
@@ -311,8 +316,9 @@ table and, with the bench extra (matplotlib), a plot. Everything after NAME goes
 
 
 def _bench_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="train-throughput, sampling, likelihood, sampling-quality or report (the scripts "
-                   "in benchmarks/ of a source checkout)")
+    found = _available_benchmarks() if BENCHMARKS.is_dir() else []
+    p.add_argument("name", help="one of the scripts in benchmarks/ of a source checkout"
+                   + (f": {', '.join(found)}" if found else " (none next to this installation)"))
     p.add_argument("script_args", nargs=argparse.REMAINDER, metavar="...",
                    help="passed to the benchmark, e.g. --quick --out out/bench (see `discdiff bench NAME --help`)")
 
@@ -393,8 +399,22 @@ def build_parser(resolve: str | None = None) -> argparse.ArgumentParser:
         if cmd:
             cmd.add_arguments(p)
             p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
-            p.set_defaults(_run=cmd.run)
+            p.set_defaults(_run=cmd.run, _parser=p)
     return parser
+
+
+def _refuse_unknown(parser: argparse.ArgumentParser, unknown: list[str]) -> None:
+    """argparse's "unrecognized arguments", said by the command's own parser, with the closest flag it has."""
+    import difflib
+
+    flags = [s for action in parser._actions for s in action.option_strings]
+    message = f"unrecognized arguments: {' '.join(unknown)}"
+    for word in unknown:
+        close = difflib.get_close_matches(word.split("=")[0], flags, n=1, cutoff=0.7) if word.startswith("--") else []
+        if close:
+            message += f" (did you mean {close[0]}?)"
+            break
+    parser.error(message)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -402,7 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     Ctrl-C returns 130; with --debug both raise with their traceback."""
     argv = sys.argv[1:] if argv is None else list(argv)
     name = next((a for a in argv if not a.startswith("-")), None)
-    args = build_parser(resolve=name).parse_args(argv)
+    args, unknown = build_parser(resolve=name).parse_known_args(argv)
+    if unknown:
+        _refuse_unknown(args._parser, unknown)
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-__all__ = ["MISSING_EXTRAS", "device", "int_at_least", "port", "positive_float", "positive_int", "seed",
+__all__ = ["MISSING_EXTRAS", "UserError", "device", "int_at_least", "port", "positive_float", "positive_int", "seed",
            "user_error_message"]
 
 # Optional module -> (the package pip installs, the discdiff extra that brings it).
@@ -30,6 +30,11 @@ MISSING_EXTRAS: dict[str, tuple[str, str]] = {
     "accelerate": ("accelerate", "judge"),
     "matplotlib": ("matplotlib", "bench"),
 }
+
+class UserError(Exception):
+    """A failure whose message is all a user needs (a source that cannot be reached, a tool not installed):
+    reported in one line like a ValueError, although the input itself was not invalid."""
+
 
 # User errors: bad values, paths that are missing / of the wrong kind / not ours to touch.
 _USER_OS_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
@@ -101,8 +106,9 @@ def device(text: str):
 def user_error_message(error: BaseException) -> str | None:
     """One line describing a user's mistake, or None when ``error`` is a defect (show the traceback).
 
-    User errors: ValueError and its subclasses (bad values, malformed files), missing paths and paths of
-    the wrong kind, permission errors, and a missing optional dependency (named with the extra to install).
+    User errors: ValueError and its subclasses (bad values, malformed files), UserError, missing paths and
+    paths of the wrong kind, permission errors, and a missing optional dependency (named with the extra to
+    install).
     """
     if isinstance(error, ModuleNotFoundError):
         top = (error.name or "").split(".")[0]
@@ -115,10 +121,12 @@ def user_error_message(error: BaseException) -> str | None:
         if error.filename is not None and error.strerror:
             return _one_line(f"{error.filename}: {error.strerror.lower()}")
         return _one_line(str(error) or type(error).__name__)
-    if isinstance(error, ValueError):
+    if isinstance(error, (ValueError, UserError)):
         return _one_line(str(error) or type(error).__name__)
     return None
 
 
-def _one_line(text: str) -> str:
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+def _one_line(text: str, limit: int = 500) -> str:
+    """One line of at most ``limit`` characters (a message may quote a whole file or value back)."""
+    text = "; ".join(line.strip() for line in text.splitlines() if line.strip())
+    return text if len(text) <= limit else text[:limit - 3] + "..."

