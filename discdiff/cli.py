@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from discdiff.console import UserError, device, int_at_least, positive_int, seed, user_error_message
+from discdiff import console
 
 __all__ = ["COMMANDS", "Command", "main", "register"]
 
@@ -116,8 +116,9 @@ SAMPLE_DESCRIPTION = """Draw sequences from a trained model; print them, or writ
 
 def _sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, type=Path, metavar="DIR", help=MODEL_HELP)
-    p.add_argument("--num-samples", type=positive_int, default=4, metavar="N", help="how many sequences to draw")
-    p.add_argument("--length", type=positive_int, default=None, metavar="N",
+    p.add_argument("--num-samples", type=console.positive_int, default=4, metavar="N",
+                   help="how many sequences to draw")
+    p.add_argument("--length", type=console.positive_int, default=None, metavar="N",
                    help="tokens per sequence (default: the training context)")
     p.add_argument("--sampler", default="ancestral", help="euler, tau_leaping, tweedie, ancestral, "
                    "first_hitting or confidence (diffusion models; the AR baseline samples left to right)")
@@ -125,8 +126,8 @@ def _sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of clean-token draws")
     p.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens per draw")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass per draw")
-    p.add_argument("--seed", type=seed, default=0, metavar="N", help="seed of the sampling generator")
-    p.add_argument("--device", type=device, default="cpu", help=DEVICE_HELP)
+    p.add_argument("--seed", type=console.seed, default=0, metavar="N", help="seed of the sampling generator")
+    p.add_argument("--device", type=console.device, default="cpu", help=DEVICE_HELP)
     p.add_argument("--out", type=Path, default=None, metavar="FILE",
                    help="write samples as JSON lines to this file (default: print them)")
     cond = p.add_mutually_exclusive_group()
@@ -224,19 +225,19 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="PATH", help="a prepared corpus directory (its --split is used), a "
                    "token-file header .json, a .npy / .bin of ids, or 'synthetic'")
     p.add_argument("--split", default="validation", help="split of a corpus directory (default: validation)")
-    p.add_argument("--context", type=positive_int, default=None, metavar="N",
+    p.add_argument("--context", type=console.positive_int, default=None, metavar="N",
                    help="sequence length (default: the training context)")
-    p.add_argument("--batch-size", type=positive_int, default=16, metavar="N", help="sequences per forward")
-    p.add_argument("--max-batches", type=positive_int, default=None, metavar="N",
+    p.add_argument("--batch-size", type=console.positive_int, default=16, metavar="N", help="sequences per forward")
+    p.add_argument("--max-batches", type=console.positive_int, default=None, metavar="N",
                    help="stop after this many batches (default: all)")
-    p.add_argument("--draws", type=int_at_least(2), default=8, metavar="N",
+    p.add_argument("--draws", type=console.int_at_least(2), default=8, metavar="N",
                    help="Monte Carlo draws of t per sequence, >= 2, for a diffusion bound (95%% intervals cover "
                    "data and Monte Carlo error); ignored for the exact AR NLL")
     p.add_argument("--objective", nargs="+", default=None, choices=OBJECTIVES, metavar="NAME",
                    help="bounds to evaluate: %(choices)s (default: the training objective, plus k_dce on "
                    "absorbing graphs, with a check that they agree)")
-    p.add_argument("--seed", type=seed, default=0, metavar="N", help="seed of the t / noise draws")
-    p.add_argument("--device", type=device, default="cpu", help=DEVICE_HELP)
+    p.add_argument("--seed", type=console.seed, default=0, metavar="N", help="seed of the t / noise draws")
+    p.add_argument("--device", type=console.device, default="cpu", help=DEVICE_HELP)
 
 
 def _eval(args) -> int:
@@ -294,7 +295,7 @@ def _prepare(args) -> int:
     try:
         manifest = prepare(args.name, args.data_dir, force=args.force, **options)
     except SourceUnavailable as e:  # offline, or a tool missing: the message names it
-        raise UserError(str(e)) from e
+        raise console.UserError(str(e)) from e
     print(f"prepared {args.name}: vocab {manifest.vocab_size}, splits {sorted(manifest.splits)}")
     return 0
 
@@ -370,7 +371,7 @@ def _resolve(entry: Command | Lazy | str) -> Command:
             return getattr(found, attr)
         return Command(found.HELP, found.add_arguments, found.run, getattr(found, "DESCRIPTION", ""))
     except (ImportError, AttributeError) as e:
-        missing = user_error_message(e) if isinstance(e, ModuleNotFoundError) else None
+        missing = console.user_error_message(e) if isinstance(e, ModuleNotFoundError) else None
         raise SystemExit(f"discdiff: error: this command is not available: {missing or f'cannot load {target} ({e})'}"
                          ) from e
 
@@ -403,20 +404,6 @@ def build_parser(resolve: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _refuse_unknown(parser: argparse.ArgumentParser, unknown: list[str]) -> None:
-    """argparse's "unrecognized arguments", said by the command's own parser, with the closest flag it has."""
-    import difflib
-
-    flags = [s for action in parser._actions for s in action.option_strings]
-    message = f"unrecognized arguments: {' '.join(unknown)}"
-    for word in unknown:
-        close = difflib.get_close_matches(word.split("=")[0], flags, n=1, cutoff=0.7) if word.startswith("--") else []
-        if close:
-            message += f" (did you mean {close[0]}?)"
-            break
-    parser.error(message)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run one command. A user's mistake prints one line `discdiff <command>: error: ...` and returns 2;
     Ctrl-C returns 130; with --debug both raise with their traceback."""
@@ -424,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     name = next((a for a in argv if not a.startswith("-")), None)
     args, unknown = build_parser(resolve=name).parse_known_args(argv)
     if unknown:
-        _refuse_unknown(args._parser, unknown)
+        console.refuse_unknown_arguments(args._parser, unknown)
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
@@ -433,21 +420,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ndiscdiff {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `discdiff sample ... | head -1` closed our stdout: not an error to report
-        _silence_stdout()
+        console.silence_stdout()
         return 1
     except Exception as e:
-        message = None if args.debug else user_error_message(e)
+        message = None if args.debug else console.user_error_message(e)
         if message is None:
             raise
         print(f"discdiff {args.command}: error: {message}", file=sys.stderr)
         return 2
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's final flush does not fail on the closed pipe."""
-    import os
-
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass

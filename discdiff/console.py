@@ -12,10 +12,13 @@ A leaf module (argparse and the standard library; torch only inside ``device``):
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
+import sys
 from collections.abc import Callable
 
-__all__ = ["MISSING_EXTRAS", "UserError", "device", "int_at_least", "port", "positive_float", "positive_int", "seed",
-           "user_error_message"]
+__all__ = ["MISSING_EXTRAS", "UserError", "device", "int_at_least", "port", "positive_float", "positive_int",
+           "refuse_unknown_arguments", "seed", "silence_stdout", "user_error_message"]
 
 # Optional module -> (the package pip installs, the discdiff extra that brings it).
 MISSING_EXTRAS: dict[str, tuple[str, str]] = {
@@ -130,3 +133,24 @@ def _one_line(text: str, limit: int = 500) -> str:
     """One line of at most ``limit`` characters (a message may quote a whole file or value back)."""
     text = "; ".join(line.strip() for line in text.splitlines() if line.strip())
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def refuse_unknown_arguments(parser: argparse.ArgumentParser, unknown: list[str]) -> None:
+    """argparse's "unrecognized arguments" (exit 2), said by the command's own parser, with its closest flag."""
+    flags = [s for action in parser._actions for s in action.option_strings]
+    message = f"unrecognized arguments: {' '.join(unknown)}"
+    for word in unknown:
+        close = difflib.get_close_matches(word.split("=")[0], flags, n=1, cutoff=0.7) if word.startswith("--") else []
+        if close:
+            message += f" (did you mean {close[0]}?)"
+            break
+    parser.error(message)
+
+
+def silence_stdout() -> None:
+    """After a BrokenPipeError (`discdiff sample | head -1`): point stdout at /dev/null so the interpreter's
+    final flush does not fail on the closed pipe."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

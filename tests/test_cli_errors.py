@@ -92,7 +92,11 @@ def test_ctrl_c_exits_130_without_a_traceback(monkeypatch, capsys):
         raise KeyboardInterrupt
 
     _command(monkeypatch, run)
-    assert cli.main(["boom"]) == 130
+    try:
+        code = cli.main(["boom"])
+    except KeyboardInterrupt:  # would otherwise stop the whole pytest session
+        pytest.fail("Ctrl-C escaped discdiff's main with a traceback")
+    assert code == 130
     assert capsys.readouterr().err.strip() == "discdiff boom: interrupted"
     with pytest.raises(KeyboardInterrupt):
         cli.main(["--debug", "boom"])
@@ -254,3 +258,13 @@ def test_a_message_quoting_a_whole_file_is_cut_to_one_short_line(monkeypatch, ca
     assert cli.main(["boom"]) == 2
     message = _one_line_error(capsys, "boom")
     assert len(message) == 500 and message.endswith("...")
+
+
+def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
+    """`discdiff sample ... | head -1`: the reader left; no traceback about a broken pipe."""
+    def run(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    _command(monkeypatch, run)
+    assert cli.main(["boom"]) == 1
+    assert capsys.readouterr().err == ""

@@ -35,6 +35,9 @@ def test_serve_cli_does_not_import_the_top_level_cli():
     assert "discdiff.cli" not in imported and not any(m.startswith("discdiff.cli.") for m in imported)
     assert not any(isinstance(node, ast.ImportFrom) and node.level == 2 and node.module == "cli"
                    for node in ast.walk(tree))
+    # nor through anything it imports
+    code = "import sys, discdiff.serve.cli, discdiff.serve.app; print('discdiff.cli' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
 @pytest.mark.parametrize("entry", ["discdiff.serve.cli", cli.Lazy("discdiff.serve.cli", "the web demo")])
