@@ -21,6 +21,7 @@ import argparse
 import importlib
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -406,14 +407,18 @@ def build_parser(resolve: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command. A user's mistake prints one line `discdiff <command>: error: ...` and returns 2;
-    Ctrl-C returns 130; with --debug both raise with their traceback."""
+    Ctrl-C returns 130; a warning is one line `discdiff <command>: warning: ...`. With --debug all three
+    keep Python's own form (tracebacks, warnings with their source line)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     name = next((a for a in argv if not a.startswith("-")), None)
     args, unknown = build_parser(resolve=name).parse_known_args(argv)
     if unknown:
         console.refuse_unknown_arguments(args._parser, unknown)
     try:
-        return int(args._run(args) or 0)
+        with warnings.catch_warnings():
+            if not args.debug:  # a warning for the user, e.g. a damaged checkpoint skipped: one line as well
+                warnings.showwarning = console.warning_printer(f"discdiff {args.command}")
+            return int(args._run(args) or 0)
     except KeyboardInterrupt:
         if args.debug:
             raise

@@ -18,7 +18,8 @@ import sys
 from collections.abc import Callable
 
 __all__ = ["MISSING_EXTRAS", "UserError", "device", "int_at_least", "port", "positive_float", "positive_int",
-           "refuse_unknown_arguments", "seed", "silence_stdout", "user_error_message"]
+           "refuse_unknown_arguments", "seed", "silence_stdout", "user_error_message",
+           "warning_printer"]
 
 # Optional module -> (the package pip installs, the discdiff extra that brings it).
 MISSING_EXTRAS: dict[str, tuple[str, str]] = {
@@ -154,3 +155,11 @@ def silence_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (OSError, ValueError):
         pass
+
+
+def warning_printer(prefix: str) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints ``{prefix}: warning: <message>`` on one line (no source line)."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"{prefix}: warning: {_one_line(str(message))}", file=file or sys.stderr)
+
+    return show

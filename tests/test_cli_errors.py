@@ -268,3 +268,17 @@ def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
     _command(monkeypatch, run)
     assert cli.main(["boom"]) == 1
     assert capsys.readouterr().err == ""
+
+
+def test_a_warning_is_one_line_too(monkeypatch, capsys):
+    import warnings
+
+    def run(args):
+        warnings.warn("checkpoints/step_00000004 is damaged (model.safetensors: sha256 mismatch); using step 2",
+                      stacklevel=2)
+
+    _command(monkeypatch, run)
+    assert cli.main(["boom"]) == 0
+    assert capsys.readouterr().err == ("discdiff boom: warning: checkpoints/step_00000004 is damaged "
+                                       "(model.safetensors: sha256 mismatch); using step 2\n")
+    assert warnings.showwarning.__module__ == "warnings"  # restored after the command
