@@ -411,7 +411,11 @@ def main(argv: list[str] | None = None) -> int:
     keep Python's own form (tracebacks, warnings with their source line)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     name = next((a for a in argv if not a.startswith("-")), None)
-    args, unknown = build_parser(resolve=name).parse_known_args(argv)
+    parser = build_parser(resolve=name)
+    if not argv:  # a bare `discdiff`: the overview, not just "the following arguments are required"
+        parser.print_help(sys.stderr)
+        return 2
+    args, unknown = parser.parse_known_args(argv)
     if unknown:
         console.refuse_unknown_arguments(args._parser, unknown)
     try:

@@ -282,3 +282,9 @@ def test_a_warning_is_one_line_too(monkeypatch, capsys):
     assert capsys.readouterr().err == ("discdiff boom: warning: checkpoints/step_00000004 is damaged "
                                        "(model.safetensors: sha256 mismatch); using step 2\n")
     assert warnings.showwarning.__module__ == "warnings"  # restored after the command
+
+
+def test_a_bare_discdiff_shows_the_overview(capsys):
+    assert cli.main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: discdiff") and all(name in err for name in cli.COMMANDS)
