@@ -1,13 +1,17 @@
-"""`discdiff <command>`: train | sample | eval (prepare, serve, bench plug in the same way).
+"""`discdiff <command>`: prepare | train | sample | eval | serve | bench.
 
     discdiff train --config configs/shakespeare-char-masked.yaml --set model.n_layers=4 --out runs/sc
     torchrun --nproc_per_node=2 -m discdiff train --config ... --set parallel=fsdp
     discdiff train --out runs/sc --resume                  # continue exactly where a killed run stopped
-    discdiff sample --model runs/sc/pretrained --num-samples 4 --length 256
-    discdiff eval --model runs/sc/pretrained --data data/shakespeare
+    discdiff sample --model runs/sc --num-samples 4 --length 256
+    discdiff eval --model runs/sc --data data/shakespeare
 
-Adding a command: put a Command in COMMANDS, or a Lazy("package.module:ATTRIBUTE", "one-line help")
-naming one, imported only when that command runs (so `discdiff --help` stays fast and a command's
+A user's mistake (a bad value, a missing file, a missing optional package) ends in one line
+`discdiff <command>: error: ...` and exit status 2; `--debug` shows the traceback instead.
+
+Adding a command: put a Command in COMMANDS, or a Lazy("package.module", "one-line help") naming a module
+that defines HELP, DESCRIPTION, add_arguments(parser) and run(args) (or "package.module:ATTRIBUTE" naming
+a Command), imported only when that command runs (so `discdiff --help` stays fast and a command's
 optional dependencies stay optional); or call register(name, command).
 """
 
@@ -17,9 +21,13 @@ import argparse
 import importlib
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from discdiff import cli_sample, console
+from discdiff.cli_sample import DEVICE_HELP, MODEL_HELP
 
 __all__ = ["COMMANDS", "Command", "main", "register"]
 
@@ -34,7 +42,7 @@ class Command:
 
 @dataclass
 class Lazy:
-    target: str  # "package.module:ATTRIBUTE", a Command
+    target: str  # "package.module" (defining HELP, add_arguments, run) or "package.module:ATTRIBUTE" (a Command)
     help: str
 
 
@@ -108,126 +116,50 @@ def _train(args) -> int:
     return 0
 
 
-# ------------------------------------------------------------------ sample
-
-
-def _sample_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, type=Path,
-                   help="a save_pretrained directory, or a run directory holding pretrained/")
-    p.add_argument("--num-samples", type=int, default=4, help="how many sequences to draw")
-    p.add_argument("--length", type=int, default=None, help="tokens per sequence (default: the training context)")
-    from discdiff.sampling import add_sampler_arguments
-
-    add_sampler_arguments(p)  # --sampler --steps --temperature --top-k --top-p --guidance and the confidence
-    # sampler's --threshold --block-length --remasking --greedy, from discdiff.sampling.OPTIONS
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--out", type=Path, default=None,
-                   help="write samples as JSON lines here (default: print them)")
-    cond = p.add_mutually_exclusive_group()
-    cond.add_argument("--prompt", default=None,
-                      help="text the samples start with; the rest (up to --length) is generated")
-    cond.add_argument("--template", default=None,
-                      help="an infill template: '_' is one blank token, '{N}' is N blanks, '\\_' a literal "
-                      "underscore, e.g. 'To be, or {6} to be'; known parts stay fixed")
-
-
-def _condition(args, pre, length: int):
-    """A Condition from --prompt (a prefix) or --template (blanks to fill), or None."""
-    text = args.template
-    if args.prompt is not None:
-        text = "".join("\\" + c if c in "_{}\\" else c for c in args.prompt)  # literal text, blanks appended
-    if text is None:
-        return None
-    if pre.tokenizer is None:
-        raise ValueError("--prompt / --template need a model saved with its tokenizer")
-    from discdiff.data.template import template_ids
-    from discdiff.sampling import infill_template
-
-    ids = template_ids(text, pre.tokenizer, length if args.prompt is not None or args.length else None, length)
-    return infill_template(ids)
-
-
-def _pretrained_dir(path: Path) -> Path:
-    return path / "pretrained" if (path / "pretrained" / "config.json").is_file() else path
-
-
-def _sample(args) -> int:
-    import torch
-
-    from discdiff.nn import ARWrapper
-    from discdiff.training import from_pretrained
-
-    pre = from_pretrained(_pretrained_dir(args.model), device=args.device)
-    length = args.length or pre.config["context"]
-    gen = torch.Generator(args.device).manual_seed(args.seed)
-    condition = _condition(args, pre, length)
-    if condition is not None:
-        length = condition.tokens.shape[1]  # a template without --length sets its own
-    if pre.is_ar:
-        if condition is not None:
-            raise ValueError("--prompt / --template need a diffusion model; the AR baseline samples unprompted here")
-        ids = ARWrapper(pre.model, pre.vocab_size).sample(args.num_samples, length, gen, args.temperature,
-                                                          args.top_k, args.top_p)
-    else:
-        from discdiff.sampling import SAMPLERS, default_sampler, default_sampler_reason, sampler_options_from_args
-
-        options = sampler_options_from_args(args)  # the library's checks, in the CLI's words:
-        graph, kind = pre.diffusion.graph, type(pre.diffusion.graph).__name__
-        if options.get("guidance") and condition is None:
-            raise ValueError("--guidance needs a prompt: use --prompt or --template")
-        if options.get("guidance") and graph.mask_id is None:
-            raise ValueError(f"--guidance needs a masked (absorbing) model; this one is {kind}")
-        fits = [n for n, s in SAMPLERS.items() if not (s.needs_mask and graph.mask_id is None)]
-        if options.get("sampler", fits[0]) not in fits:
-            raise ValueError(f"--sampler {options['sampler']} needs a masked (absorbing) model; this one is "
-                             f"{kind}: use one of {', '.join(fits)}")
-        if "sampler" not in options:
-            options["sampler"] = default_sampler(graph, pre.diffusion.parameterization)
-            print(f"sampler: {default_sampler_reason(graph, pre.diffusion.parameterization)}", file=sys.stderr)
-        out = pre.diffusion.sample(pre.model, args.num_samples, length, generator=gen, device=args.device,
-                                   condition=condition, **options)
-        ids = out.samples
-    rows = []
-    for row in ids.tolist():
-        rows.append({"ids": row, "text": pre.tokenizer.decode(row) if pre.tokenizer is not None else None})
-    if args.out:
-        args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    else:
-        for i, r in enumerate(rows):
-            print(f"--- sample {i}\n{r['text'] if r['text'] is not None else r['ids']}")
-    return 0
-
-
 # ------------------------------------------------------------------ eval
+
+# Diffusion.objectives (a test keeps the two equal); spelled out here so `discdiff --help` needs no model code.
+OBJECTIVES = ("score_entropy", "l2", "t_dce", "lambda_dce", "k_dce")
+
+EVAL_DESCRIPTION = """Likelihood of held-out data in bits per token, with a 95% confidence interval: an upper bound
+(the ELBO) for a diffusion model, the exact NLL for the AR baseline. Prints one JSON report.
+
+    discdiff eval --model runs/sc --data data/shakespeare
+    discdiff eval --model runs/sc --data data/shakespeare --objective t_dce k_dce --draws 16
+    discdiff eval --model runs/sc --data synthetic --max-batches 4      # a quick smoke test"""
 
 
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, type=Path,
-                   help="a save_pretrained directory, or a run directory holding pretrained/")
-    p.add_argument("--data", required=True, help="a prepared corpus directory (its --split is used), a "
+    p.add_argument("--model", required=True, type=Path, metavar="DIR", help=MODEL_HELP)
+    p.add_argument("--data", required=True, metavar="PATH", help="a prepared corpus directory (its --split is used), a "
                    "token-file header .json, a .npy / .bin of ids, or 'synthetic'")
-    p.add_argument("--split", default="validation", help="split of a corpus directory")
-    p.add_argument("--context", type=int, default=None, help="sequence length (default: the training context)")
-    p.add_argument("--batch-size", type=int, default=16, help="sequences per forward")
-    p.add_argument("--max-batches", type=int, default=None, help="stop after this many batches (default: all)")
-    p.add_argument("--draws", type=int, default=8, help="Monte Carlo draws of t per sequence for a "
-                   "diffusion bound (95%% intervals cover data and Monte Carlo error); ignored for the exact AR NLL")
-    p.add_argument("--objective", nargs="+", default=None,
-                   help="bounds to evaluate (default: the training objective, plus k_dce on absorbing graphs, "
-                   "with a check that they agree)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the t / noise draws")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--split", default="validation", help="split of a corpus directory (default: validation)")
+    p.add_argument("--context", type=console.positive_int, default=None, metavar="N",
+                   help="sequence length (default: the training context)")
+    p.add_argument("--batch-size", type=console.positive_int, default=16, metavar="N", help="sequences per forward")
+    p.add_argument("--max-batches", type=console.positive_int, default=None, metavar="N",
+                   help="evaluate this many batches of windows drawn at random, one per equal stratum of the "
+                   "split (seeded by --seed; default: every window of the split)")
+    p.add_argument("--draws", type=console.int_at_least(2), default=8, metavar="N",
+                   help="Monte Carlo draws of t per sequence, >= 2, for a diffusion bound (95%% intervals cover "
+                   "data and Monte Carlo error); ignored for the exact AR NLL")
+    p.add_argument("--objective", nargs="+", default=None, choices=OBJECTIVES, metavar="NAME",
+                   help="bounds to evaluate: %(choices)s (default: the training objective, plus k_dce on "
+                   "absorbing graphs, with a check that they agree)")
+    p.add_argument("--seed", type=console.seed, default=0, metavar="N", help="seed of the t / noise draws")
+    p.add_argument("--device", type=console.device, default="cpu", help=DEVICE_HELP)
 
 
 def _eval(args) -> int:
     from discdiff.evaluation import evaluate, load_eval_data
     from discdiff.training import from_pretrained
 
-    pre = from_pretrained(_pretrained_dir(args.model), device=args.device)
+    pre = from_pretrained(args.model, device=args.device)
     max_sequences = None if args.max_batches is None else args.max_batches * args.batch_size
-    data = load_eval_data(args.data, context=args.context or pre.config["context"], vocab_size=pre.vocab_size,
-                          split=args.split, batch_size=args.batch_size, max_sequences=max_sequences)
+    context = args.context if args.context is not None else pre.config["context"]
+    data = load_eval_data(args.data, context=context, vocab_size=pre.vocab_size,
+                          split=args.split, batch_size=args.batch_size, max_sequences=max_sequences,
+                          seed=args.seed)
     ev = evaluate(pre, data, objectives=args.objective, num_draws=args.draws, seed=args.seed, device=args.device)
     print(json.dumps(ev.to_dict(), indent=1))
     return 0
@@ -235,11 +167,21 @@ def _eval(args) -> int:
 
 # ------------------------------------------------------------------ prepare
 
+PREPARE_DESCRIPTION = """Download (or read), tokenize and pack a corpus into DATA_DIR/<name>/ (token files and a
+manifest.json), ready for `discdiff train --set data.train=DATA_DIR/<name>` and `discdiff eval --data`.
+
+    discdiff prepare shakespeare
+    discdiff prepare fashion-mnist --opt size=14 --opt levels=8
+    discdiff prepare my_poems.txt --data-dir data        # your own .txt / .jsonl / FASTA file or folder
+
+A copy that matches is reused; --force prepares it again."""
+
 
 def _prepare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="a corpus (shakespeare, proteins, dna, fashion-mnist, python-docs) or a path to "
                    "your own .txt / .jsonl / FASTA file or directory")
-    p.add_argument("--data-dir", default="data", help="where prepared corpora are cached (default: data)")
+    p.add_argument("--data-dir", default="data", metavar="DIR",
+                   help="where prepared corpora are cached (default: data)")
     p.add_argument("--force", action="store_true", help="prepare again even if a cached copy matches")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="a corpus option, e.g. --opt levels=8 --opt size=14 for fashion-mnist (repeatable)")
@@ -258,9 +200,13 @@ def _parse_option(text: str) -> tuple[str, object]:
 
 
 def _prepare(args) -> int:
-    from discdiff.data import prepare
+    from discdiff.data import SourceUnavailable, prepare
 
-    manifest = prepare(args.name, args.data_dir, force=args.force, **dict(map(_parse_option, args.opt)))
+    options = dict(map(_parse_option, args.opt))
+    try:
+        manifest = prepare(args.name, args.data_dir, force=args.force, **options)
+    except SourceUnavailable as e:  # offline, or a tool missing: the message names it
+        raise console.UserError(str(e)) from e
     print(f"prepared {args.name}: vocab {manifest.vocab_size}, splits {sorted(manifest.splits)}")
     return 0
 
@@ -274,9 +220,17 @@ def _available_benchmarks() -> list[str]:
     return sorted(p.stem.replace("_", "-") for p in BENCHMARKS.glob("*.py") if not p.stem.startswith("_"))
 
 
+BENCH_DESCRIPTION = """Run one of the scripts in benchmarks/ (a source checkout): it writes a JSON file, a markdown
+table and, with the bench extra (matplotlib), a plot. Everything after NAME goes to the script.
+
+    discdiff bench sampling --quick --out out/bench     # a smoke run of the sampler benchmark
+    discdiff bench train-throughput --help              # the script's own flags"""
+
+
 def _bench_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="train-throughput, sampling, likelihood, sampling-quality or report (the scripts "
-                   "in benchmarks/ of a source checkout)")
+    found = _available_benchmarks() if BENCHMARKS.is_dir() else []
+    p.add_argument("name", help="one of the scripts in benchmarks/ of a source checkout"
+                   + (f": {', '.join(found)}" if found else " (none next to this installation)"))
     p.add_argument("script_args", nargs=argparse.REMAINDER, metavar="...",
                    help="passed to the benchmark, e.g. --quick --out out/bench (see `discdiff bench NAME --help`)")
 
@@ -296,32 +250,40 @@ def _bench(args) -> int:
 
 COMMANDS: dict[str, Command | Lazy | str] = {
     "prepare": Command("download, tokenize and pack a corpus (or your own files) into a data directory",
-                       _prepare_arguments, _prepare),
+                       _prepare_arguments, _prepare, PREPARE_DESCRIPTION),
     "train": Command("train a diffusion model or the AR baseline (single process, or under torchrun)",
                      _train_arguments, _train, TRAIN_DESCRIPTION),
-    "sample": Command("draw samples from a trained model", _sample_arguments, _sample),
+    "sample": Command(cli_sample.HELP, cli_sample.add_arguments, cli_sample.run, cli_sample.DESCRIPTION),
     "eval": Command("likelihood (an upper bound for diffusion, exact for AR) in bits per token",
-                    _eval_arguments, _eval),
-    "serve": Lazy("discdiff.serve.cli:SERVE", "the web demo for one trained model"),
+                    _eval_arguments, _eval, EVAL_DESCRIPTION),
+    "serve": Lazy("discdiff.serve.cli", "the web demo for one trained model (needs the serve extra)"),
     "bench": Command("run a benchmark script (JSON + markdown table + plot); --quick for a smoke run",
-                     _bench_arguments, _bench),
+                     _bench_arguments, _bench, BENCH_DESCRIPTION),
 }
 
 
 def register(name: str, command: Command | Lazy | str) -> None:
-    """Add a subcommand: a Command, or a Lazy / 'package.module:attribute' naming one (imported lazily)."""
+    """Add a subcommand: a Command, or a Lazy / 'package.module' / 'package.module:ATTRIBUTE' naming a command
+    module or a Command (imported only when that command runs)."""
     COMMANDS[name] = command
 
 
 def _resolve(entry: Command | Lazy | str) -> Command:
+    """The Command an entry names: a Command itself, a module defining HELP, add_arguments(parser), run(args)
+    (and optionally DESCRIPTION), or a Command attribute of a module ("package.module:ATTRIBUTE")."""
     if isinstance(entry, Command):
         return entry
     target = entry.target if isinstance(entry, Lazy) else entry
-    module, _, attr = target.partition(":")
+    module_name, _, attr = target.partition(":")
     try:
-        return getattr(importlib.import_module(module), attr)
+        found = importlib.import_module(module_name)
+        if attr:
+            return getattr(found, attr)
+        return Command(found.HELP, found.add_arguments, found.run, getattr(found, "DESCRIPTION", ""))
     except (ImportError, AttributeError) as e:
-        raise SystemExit(f"discdiff: this command is not available: cannot load {target} ({e})") from e
+        missing = console.user_error_message(e) if isinstance(e, ModuleNotFoundError) else None
+        raise SystemExit(f"discdiff: error: this command is not available: {missing or f'cannot load {target} ({e})'}"
+                         ) from e
 
 
 def _help(entry: Command | Lazy | str, name: str) -> str:
@@ -330,9 +292,15 @@ def _help(entry: Command | Lazy | str, name: str) -> str:
     return f"see `discdiff {name} --help`"
 
 
+DEBUG_HELP = "on an error, show the full Python traceback instead of one line"
+
+
 def build_parser(resolve: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="discdiff", description="Discrete diffusion models: "
-                                     "SEDD, RADD, MDLM/MD4, LLaDA in one library.")
+    parser = argparse.ArgumentParser(
+        prog="discdiff", description="Discrete diffusion models: SEDD, RADD, MDLM/MD4, LLaDA in one library.",
+        epilog="`discdiff COMMAND --help` shows a command's flags and examples; start with `discdiff prepare "
+        "shakespeare` and `discdiff train --config configs/shakespeare-char-masked.yaml --out runs/sc`.")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, entry in COMMANDS.items():
         # lazily registered commands are imported only when they are the one being run
@@ -341,16 +309,40 @@ def build_parser(resolve: str | None = None) -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         if cmd:
             cmd.add_arguments(p)
-            p.set_defaults(_run=cmd.run)
+            p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+            p.set_defaults(_run=cmd.run, _parser=p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """Run one command. A user's mistake prints one line `discdiff <command>: error: ...` and returns 2;
+    Ctrl-C returns 130; a warning is one line `discdiff <command>: warning: ...`. With --debug all three
+    keep Python's own form (tracebacks, warnings with their source line)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     name = next((a for a in argv if not a.startswith("-")), None)
-    args = build_parser(resolve=name).parse_args(argv)
+    parser = build_parser(resolve=name)
+    if not argv:  # a bare `discdiff`: the overview, not just "the following arguments are required"
+        parser.print_help(sys.stderr)
+        return 2
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        console.refuse_unknown_arguments(args._parser, unknown)
     try:
-        return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"discdiff {args.command}: error: {e}", file=sys.stderr)
+        with warnings.catch_warnings():
+            if not args.debug:  # a warning for the user, e.g. a damaged checkpoint skipped: one line as well
+                warnings.showwarning = console.warning_printer(f"discdiff {args.command}")
+            return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"\ndiscdiff {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `discdiff sample ... | head -1` closed our stdout: not an error to report
+        console.silence_stdout()
+        return 1
+    except Exception as e:
+        message = None if args.debug else console.user_error_message(e)
+        if message is None:
+            raise
+        print(f"discdiff {args.command}: error: {message}", file=sys.stderr)
         return 2

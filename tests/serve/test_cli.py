@@ -1,23 +1,21 @@
-"""`discdiff serve`: flags, refusals at start-up, and a real process answering on loopback."""
+"""`discdiff serve`: flags, refusals at start-up (one line, exit 2, no traceback), and a real process answering
+on loopback."""
 
+import ast
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from serve_helpers import request
 
+import discdiff.serve.cli as serve_cli
 from discdiff import cli
-from discdiff.serve.cli import SERVE, _is_loopback, listen
+from discdiff.serve.cli import _is_loopback, listen
 
 
-@pytest.fixture
-def registered(monkeypatch):
-    # discdiff/cli.py registers it lazily as "discdiff.serve.cli:SERVE"; the same string here
-    monkeypatch.setitem(cli.COMMANDS, "serve", "discdiff.serve.cli:SERVE")
-
-
-def test_help_lists_every_flag(registered, capsys):
+def test_help_lists_every_flag_and_an_example(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["serve", "--help"])
     assert exit_.value.code == 0
@@ -25,17 +23,92 @@ def test_help_lists_every_flag(registered, capsys):
     for flag in ("--checkpoint", "--host", "--port", "--device", "--max-length", "--max-steps", "--max-samples",
                  "--max-concurrent", "--max-queue", "--timeout"):
         assert flag in out
-    assert "127.0.0.1" in out and SERVE.help
+    assert "127.0.0.1" in out and "discdiff serve --checkpoint runs/sc" in out
+    assert "pip install 'discdiff[serve]'" in out
 
 
-def test_missing_checkpoint_is_a_clear_error(registered, tmp_path, capsys):
+def test_serve_cli_does_not_import_the_top_level_cli():
+    """Floors point down: discdiff/cli.py names the serve command module; the module never imports it back."""
+    tree = ast.parse(Path(serve_cli.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    assert "discdiff.cli" not in imported and not any(m.startswith("discdiff.cli.") for m in imported)
+    assert not any(isinstance(node, ast.ImportFrom) and node.level == 2 and node.module == "cli"
+                   for node in ast.walk(tree))
+    # nor through anything it imports
+    code = "import sys, discdiff.serve.cli, discdiff.serve.app; print('discdiff.cli' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("entry", ["discdiff.serve.cli", cli.Lazy("discdiff.serve.cli", "the web demo")])
+def test_serve_registers_by_module_name(monkeypatch, entry, capsys):
+    monkeypatch.setitem(cli.COMMANDS, "demo", entry)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["demo", "--help"])
+    assert exit_.value.code == 0 and "--max-queue" in capsys.readouterr().out
+
+
+def _argparse_refusal(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--port", "70000"], "argument --port: a TCP port lies in 0-65535 (0: any free one), got 70000"),
+    (["--port", "-1"], "argument --port: a TCP port lies in 0-65535 (0: any free one), got -1"),
+    (["--port", "http"], "argument --port: expected a port number 0-65535, got 'http'"),
+    (["--device", "bogus"], "argument --device: unknown device 'bogus'"),
+    (["--max-steps", "0"], "argument --max-steps: expected a positive integer, got 0"),
+    (["--max-queue", "-1"], "argument --max-queue: expected an integer >= 0, got -1"),
+    (["--timeout", "nan"], "argument --timeout: expected a positive finite number, got nan"),
+])
+def test_bad_flags_are_refused_at_the_flag(tmp_path, capsys, flags, message):
+    line = _argparse_refusal(["serve", "--checkpoint", str(tmp_path), *flags], capsys)
+    assert line.startswith("discdiff serve: error: " + message)
+
+
+def test_missing_and_corrupted_checkpoints_are_one_line(char_checkpoint, tmp_path, capsys):
     assert cli.main(["serve", "--checkpoint", str(tmp_path / "nope")]) == 2
-    assert "no config.json" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("discdiff serve: error: ") and "no config.json" in err and err.count("\n") == 1
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for item in char_checkpoint.iterdir():
+        if item.is_file():
+            (broken / item.name).write_bytes(item.read_bytes())
+    (broken / "config.json").write_text('{"format": "discdiff-pretrained", ')  # cut short
+    assert cli.main(["serve", "--checkpoint", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("discdiff serve: error: ") and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_bad_limits_and_busy_port_are_clear_errors(registered, char_checkpoint, capsys):
-    assert cli.main(["serve", "--checkpoint", str(char_checkpoint), "--max-steps", "0"]) == 2
-    assert "max_steps must be a positive integer" in capsys.readouterr().err
+def test_truncated_weights_are_one_line(char_checkpoint, tmp_path, capsys):
+    """The loader refuses damaged weights with a ValueError (training/ verifies checkpoints); serve says so in
+    one line rather than a safetensors traceback."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for item in char_checkpoint.iterdir():
+        if item.is_file():
+            (broken / item.name).write_bytes(item.read_bytes())
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert cli.main(["serve", "--checkpoint", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("discdiff serve: error: ") and err.count("\n") == 1
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        cli.main(["--debug", "serve", "--checkpoint", str(tmp_path / "nope")])
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        cli.main(["serve", "--checkpoint", str(tmp_path / "nope"), "--debug"])
+
+
+def test_busy_or_impossible_ports_are_value_errors():
     taken = listen("127.0.0.1", 0)
     taken.listen()
     try:
@@ -44,6 +117,8 @@ def test_bad_limits_and_busy_port_are_clear_errors(registered, char_checkpoint, 
             listen("127.0.0.1", port)
     finally:
         taken.close()
+    with pytest.raises(ValueError, match="cannot listen on 127.0.0.1:70000"):
+        listen("127.0.0.1", 70000)  # the flag refuses it; a Python caller gets a ValueError, not OverflowError
 
 
 @pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True),
@@ -53,8 +128,8 @@ def test_loopback_detection(host, loopback):
 
 
 def test_the_command_serves_the_page(char_checkpoint):
-    code = ("from discdiff.cli import main, register; register('serve', 'discdiff.serve.cli:SERVE'); "
-            f"raise SystemExit(main(['serve', '--checkpoint', {str(char_checkpoint)!r}, '--port', '0']))")
+    argv = ["serve", "--checkpoint", str(char_checkpoint), "--port", "0"]
+    code = f"from discdiff.cli import main; raise SystemExit(main({argv!r}))"
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stderr.readline()

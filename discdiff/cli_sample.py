@@ -1,0 +1,122 @@
+"""`discdiff sample`: draw sequences from a trained model (registered in discdiff/cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from discdiff import console
+
+__all__ = ["DESCRIPTION", "DEVICE_HELP", "HELP", "MODEL_HELP", "add_arguments", "run"]
+
+HELP = "draw samples from a trained model (unconditional, from a prompt, or infilling)"
+
+MODEL_HELP = "a run directory (its pretrained/), a save_pretrained directory or a checkpoint directory"
+DEVICE_HELP = "cpu, cuda, cuda:1, mps, or auto (cuda if there is a GPU, else cpu); checked before loading"
+
+DESCRIPTION = """Draw sequences from a trained model; print them, or write JSON lines with --out.
+
+    discdiff sample --model runs/sc --num-samples 4 --length 256
+    discdiff sample --model runs/sc --prompt "ROMEO:" --length 128 --sampler first_hitting
+    discdiff sample --model runs/sc --template "To be, or {6} to be" --out samples.jsonl
+
+--model takes a run directory (its pretrained/), a save_pretrained directory or one checkpoint
+(runs/sc/checkpoints/step_00001000). The same --seed gives the same samples."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, type=Path, metavar="DIR", help=MODEL_HELP)
+    p.add_argument("--num-samples", type=console.positive_int, default=4, metavar="N",
+                   help="how many sequences to draw")
+    p.add_argument("--length", type=console.positive_int, default=None, metavar="N",
+                   help="tokens per sequence (default: the training context)")
+    from discdiff.sampling import add_sampler_arguments
+
+    add_sampler_arguments(p)  # --sampler --steps --temperature --top-k --top-p --guidance and the confidence
+    # sampler's --threshold --block-length --remasking --greedy, from discdiff.sampling.OPTIONS
+    p.add_argument("--seed", type=console.seed, default=0, metavar="N", help="seed of the sampling generator")
+    p.add_argument("--device", type=console.device, default="cpu", help=DEVICE_HELP)
+    p.add_argument("--out", type=Path, default=None, metavar="FILE",
+                   help="write samples as JSON lines to this file (default: print them)")
+    cond = p.add_mutually_exclusive_group()
+    cond.add_argument("--prompt", default=None, metavar="TEXT",
+                      help="text the samples start with; the rest (up to --length) is generated")
+    cond.add_argument("--template", default=None, metavar="TEXT",
+                      help="an infill template: '_' is one blank token, '{N}' is N blanks, '\\_' a literal "
+                      "underscore, e.g. 'To be, or {6} to be'; known parts stay fixed")
+
+
+def _condition(args, pre, length: int):
+    """A Condition from --prompt (a prefix) or --template (blanks to fill), or None."""
+    text = args.template
+    if args.prompt is not None:
+        text = "".join("\\" + c if c in "_{}\\" else c for c in args.prompt)  # literal text, blanks appended
+    if text is None:
+        return None
+    if pre.tokenizer is None:
+        raise ValueError("--prompt / --template need a model saved with its tokenizer")
+    from discdiff.data.template import template_ids
+    from discdiff.sampling import infill_template
+
+    ids = template_ids(text, pre.tokenizer, length if args.prompt is not None or args.length is not None else None,
+                       length)
+    return infill_template(ids)
+
+
+def _check_output_file(path: Path | None) -> None:
+    """Refuse an --out that cannot be written before any work is done (not after sampling)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a directory; name a file, e.g. --out {path / 'samples.jsonl'}")
+    if not path.parent.is_dir():
+        raise ValueError(f"--out {path}: the folder {path.parent} does not exist; create it first")
+
+
+def run(args) -> int:
+    import torch
+
+    from discdiff.training import from_pretrained
+
+    _check_output_file(args.out)
+    pre = from_pretrained(args.model, device=args.device)
+    length = args.length if args.length is not None else pre.config["context"]
+    gen = torch.Generator(args.device).manual_seed(args.seed)
+    condition = _condition(args, pre, length)
+    if condition is not None:
+        length = condition.tokens.shape[1]  # a template without --length sets its own
+    if pre.is_ar:
+        if condition is not None:
+            raise ValueError("--prompt / --template need a diffusion model; the AR baseline samples unprompted here")
+        ids = pre.diffusion.sample(pre.model, args.num_samples, length, generator=gen, device=args.device,
+                                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p).samples
+    else:
+        from discdiff.sampling import SAMPLERS, default_sampler, default_sampler_reason, sampler_options_from_args
+
+        options = sampler_options_from_args(args)  # the library's checks, in the CLI's words:
+        graph, kind = pre.diffusion.graph, type(pre.diffusion.graph).__name__
+        if options.get("guidance") and condition is None:
+            raise ValueError("--guidance needs a prompt: use --prompt or --template")
+        if options.get("guidance") and graph.mask_id is None:
+            raise ValueError(f"--guidance needs a masked (absorbing) model; this one is {kind}")
+        fits = [n for n, s in SAMPLERS.items() if not (s.needs_mask and graph.mask_id is None)]
+        if options.get("sampler", fits[0]) not in fits:
+            raise ValueError(f"--sampler {options['sampler']} needs a masked (absorbing) model; this one is "
+                             f"{kind}: use one of {', '.join(fits)}")
+        if "sampler" not in options:
+            options["sampler"] = default_sampler(graph, pre.diffusion.parameterization)
+            print(f"sampler: {default_sampler_reason(graph, pre.diffusion.parameterization)}", file=sys.stderr)
+        out = pre.diffusion.sample(pre.model, args.num_samples, length, generator=gen, device=args.device,
+                                   condition=condition, **options)
+        ids = out.samples
+    rows = []
+    for row in ids.tolist():
+        rows.append({"ids": row, "text": pre.tokenizer.decode(row) if pre.tokenizer is not None else None})
+    if args.out:
+        args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        for i, r in enumerate(rows):
+            print(f"--- sample {i}\n{r['text'] if r['text'] is not None else r['ids']}")
+    return 0
