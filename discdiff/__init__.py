@@ -9,6 +9,7 @@
 
 from . import losses
 from .autoregressive import Autoregressive
+from .blocks import BlockDiffusion
 from .dense_graph import DenseGraph
 from .diffusion import Diffusion, NLLEstimate, stratified_uniform
 from .graphs import Absorbing, Graph, Uniform
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Absorbing",
     "Autoregressive",
+    "BlockDiffusion",
     "Cosine",
     "DenseGraph",
     "Diffusion",

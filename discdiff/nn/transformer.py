@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .blocks import KVCache, block_forward, extend_kv_cache
 from .layers import NoiseEmbedding, Norm, rotary_qkv, rotary_table
 
 
@@ -59,6 +60,8 @@ class ModelConfig:
     # backward, ~6% of a CPU training step at d=256.
     bias: bool = False
     rope_base: float = 10_000.0
+    # Block diffusion (discdiff.blocks): bidirectional inside blocks of this many tokens, causal across them.
+    block_size: int | None = None
 
     def __post_init__(self) -> None:
         # Messages start with the field's name: a training config prefixes its section ("model.").
@@ -66,6 +69,13 @@ class ModelConfig:
             _at_least(name, getattr(self, name), 1)
         if self.max_len is not None:
             _at_least("max_len", self.max_len, 1)
+        if self.block_size is not None:
+            _at_least("block_size", self.block_size, 1)
+            if self.max_len is not None and self.max_len % self.block_size:
+                raise ValueError(f"block_size={self.block_size} must divide max_len={self.max_len}")
+            if self.time_conditioning:
+                raise ValueError("block_size needs a time-free model (time_conditioning: false): each block "
+                                 "draws its own noise level")
         if self.d_model % self.n_heads != 0:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if (self.d_model // self.n_heads) % 2 != 0:
@@ -105,6 +115,8 @@ class TransformerConfig(ModelConfig):
             raise ValueError("tie_weights needs output_size == num_states")
         if self.sedd_absorb_scale and self.out_size != self.num_states:
             raise ValueError("sedd_absorb_scale needs output_size == num_states (one score per state)")
+        if self.block_size is not None and (self.causal or self.sedd_absorb_scale):
+            raise ValueError("block_size is for a block diffusion denoiser: not with causal or sedd_absorb_scale")
 
     @property
     def out_size(self) -> int:
@@ -130,11 +142,13 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
 
-    def forward(self, x, rope, attn_mask):
+    def forward(self, x, rope, attn_mask, kv=None):
         B, T, C = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.n_heads, C // self.n_heads)  # (B, T, 3, nh, hs)
         q, k, v = rotary_qkv(qkv, rope)  # 3 x (B, T, nh, hs); rotary on q and k only
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, nh, T, hs)
+        if kv is not None:  # block diffusion's KV cache (nn/blocks.py): finished blocks' keys first
+            k, v = kv(k, v)  # (B, nh, P + T, hs)
         y = F.scaled_dot_product_attention(
             q,
             k,
@@ -183,14 +197,14 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
         self.adaln = nn.Linear(cfg.cond_dim, 6 * cfg.d_model) if cfg.time_conditioning else None
 
-    def forward(self, x, rope, attn_mask, c=None):
+    def forward(self, x, rope, attn_mask, c=None, kv=None):
         if self.adaln is None:
-            x = x + self.attn(self.norm1(x), rope, attn_mask)
+            x = x + self.attn(self.norm1(x), rope, attn_mask, kv)
             return x + self.mlp(self.norm2(x))
         mod = self.adaln(c)[:, None, :].chunk(6, dim=-1)  # 6 x (B, 1, C)
         shift1, scale1, gate1, shift2, scale2, gate2 = mod
         h = torch.addcmul(shift1, self.norm1(x), 1 + scale1)
-        x = torch.addcmul(x, gate1, self.attn(h, rope, attn_mask))
+        x = torch.addcmul(x, gate1, self.attn(h, rope, attn_mask, kv))
         h = torch.addcmul(shift2, self.norm2(x), 1 + scale2)
         return torch.addcmul(x, gate2, self.mlp(h))
 
@@ -244,14 +258,22 @@ class DiffusionTransformer(nn.Module):
         x_t: torch.Tensor,
         sigma_bar: torch.Tensor | None = None,
         padding_mask: torch.Tensor | None = None,
+        *,
+        x0: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
     ) -> torch.Tensor:
         """x_t (B, L) ids in [0, S); sigma_bar (B,) total noise; padding_mask (B, L) bool, True on real
         tokens and False on padding (the convention of Diffusion.loss and discdiff.data.Batch.mask).
 
         Returns (B, L, S_out) float32. Padding positions never influence real ones (their outputs are
         finite but meaningless). sigma_bar may be None for a time-free model without sedd_absorb_scale.
+        Block models (config.block_size) take ``x0`` (training) or ``kv_cache``: nn.blocks.block_forward.
         """
         self._check_inputs(x_t, sigma_bar, padding_mask)
+        if self.config.block_size is not None or x0 is not None or kv_cache is not None:
+            if x0 is not None:
+                self._check_inputs(x0, sigma_bar, padding_mask)
+            return block_forward(self, x_t, padding_mask, x0=x0, kv_cache=kv_cache)
         cfg = self.config
         B, T = x_t.shape
         x = self.tok_emb(x_t)  # (B, T, C)
@@ -314,6 +336,19 @@ class DiffusionTransformer(nn.Module):
                 raise ValueError(f"token ids must lie in [0, {cfg.num_states}), got range [{lo}, {hi}]")
             if cfg.sedd_absorb_scale and bool((sigma_bar <= 0).any()):
                 raise ValueError("sedd_absorb_scale needs sigma_bar > 0 (log(e^0 - 1) = -inf)")
+
+    # ------------------------------------------------------------------ block diffusion's KV cache
+
+    def new_kv_cache(self) -> KVCache:
+        """An empty KV cache for this block model (discdiff.nn.blocks.KVCache)."""
+        if self.config.block_size is None:
+            raise ValueError("a KV cache needs a block model (model.block_size); this one is full-sequence")
+        return KVCache(self.config.block_size, self.config.n_layers)
+
+    def extend_kv_cache(self, cache: KVCache, clean: torch.Tensor) -> None:
+        """Append one finished block's clean tokens (B, block_size) to ``cache`` (one forward of b tokens)."""
+        self._check_inputs(clean, None, None)
+        extend_kv_cache(self, cache, clean)
 
     # ------------------------------------------------------------------ accounting
 

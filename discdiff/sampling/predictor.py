@@ -53,12 +53,14 @@ class Predictor:
         temperature, top_k, top_p, categorical: the draw rule of ``filtered`` and ``draw``.
         num_rows: the batch size; needed before ``rows=`` calls (``Diffusion.sample`` passes it).
         device: where the counters and the prior live.
+        context: block diffusion's finished blocks (``discdiff.sampling.blocks``: an exact KV cache, or the
+            clean tokens recomputed): ``context.logits(model, x, sigma_bar, rows)`` replaces the model call.
     """
 
     def __init__(self, model, graph: Graph, schedule: Schedule, parameterization: str | Parameterization = "score",
                  *, condition: Condition | None = None, guidance: float = 0.0, cache: bool | None = None,
                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                 categorical: str = "float64", num_rows: int | None = None, device=None):
+                 categorical: str = "float64", num_rows: int | None = None, device=None, context=None):
         self.model, self.graph, self.schedule = model, graph, schedule
         self.parameterization = get_parameterization(parameterization)
         self.condition = condition
@@ -70,6 +72,9 @@ class Predictor:
             raise ValueError("guidance needs a Condition and an absorbing graph (the unconditional pass masks "
                              "the known positions)")
         self.cache = self._cache_policy(check_option("cache", cache))
+        if context is not None and self.guidance:
+            raise ValueError("guidance is not available with a block context")
+        self.context = context
         self.device = torch.device(device) if device is not None else None
         self.num_rows = num_rows
         self.nfe = 0
@@ -115,6 +120,8 @@ class Predictor:
         """The one place the model is called: guidance doubles the batch, output read as ``kind``."""
         read = self.parameterization.log_score if kind == "score" else self.parameterization.clean_log_probs
         self._count(x, rows)
+        if self.context is not None:  # block diffusion: the model also sees the finished blocks
+            return read(self.context.logits(self.model, x, sigma_bar, rows), x, sigma_bar, self.graph)
         if not self.guidance:
             out = call_model(self.model, x, sigma_bar, num_clean_states=self.graph.num_clean_states)
             return read(out, x, sigma_bar, self.graph)

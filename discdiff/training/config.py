@@ -226,6 +226,20 @@ class TrainConfig:
                "auto, cpu, cuda, cuda:N or mps", self.device)
         _one_of("precision", self.precision, ("auto", "fp32", "bf16"))
         _one_of("parallel", self.parallel, ("ddp", "fsdp"))
+        if self.model.block_size is not None:
+            self._check_blocks(self.model.block_size)
+
+    def _check_blocks(self, b: int) -> None:
+        """model.block_size trains a block diffusion model (discdiff.BlockDiffusion): masked diffusion inside blocks."""
+        d = self.diffusion
+        if self.data.context % b:
+            raise ValueError(f"model.block_size={b} must divide data.context={self.data.context} (blocks tile it)")
+        if d.kind == "ar":
+            raise ValueError("model.block_size does not apply to diffusion.kind 'ar' (block_size=1 is the AR limit)")
+        objective = d.objective or choices.DEFAULT_OBJECTIVE[d.parameterization]
+        if d.graph != "absorbing" or d.parameterization != "denoiser" or objective not in choices.MASK_OBJECTIVES:
+            raise ValueError("model.block_size needs graph 'absorbing', parameterization 'denoiser' and objective "
+                             f"t_dce, lambda_dce or k_dce; got {d.graph!r}, {d.parameterization!r}, {objective!r}")
 
 
 def upgrade_saved_diffusion(d: dict) -> dict:

@@ -59,16 +59,20 @@ def build_graph(c: DiffusionConfig, vocab_size: int, root: str | Path | None = N
     return choice.build(vocab_size, **options)
 
 
-def build_diffusion(c: DiffusionConfig, vocab_size: int,
-                    root: str | Path | None = None) -> dd.Diffusion | dd.Autoregressive:
+def build_diffusion(c: DiffusionConfig, vocab_size: int, root: str | Path | None = None,
+                    block_size: int | None = None) -> dd.Diffusion | dd.Autoregressive:
     """The Diffusion a config describes, or the Autoregressive baseline for kind 'ar'.
 
     ``root``: the directory relative matrix paths (diffusion.rate_matrix, diffusion.similarity) are read
-    from; None: the working directory. The config itself was checked where it was parsed.
+    from; None: the working directory. ``block_size`` (model.block_size): a ``dd.BlockDiffusion``. The config
+    itself was checked where it was parsed.
     """
     if c.kind == "ar":
         return dd.Autoregressive(vocab_size)
     schedule = choices.SCHEDULES[c.schedule]
+    if block_size is not None:
+        return dd.BlockDiffusion(build_graph(c, vocab_size, root), schedule.build(**c.options(schedule)), block_size,
+                                 c.parameterization, t_min=c.t_min)
     return dd.Diffusion(build_graph(c, vocab_size, root), schedule.build(**c.options(schedule)),
                         c.parameterization, t_min=c.t_min)
 
@@ -167,7 +171,8 @@ def from_pretrained(path, device="cpu") -> Pretrained:
         diffusion_cfg = config_from_dict(config["diffusion"], DiffusionConfig)
         model = build_model(model_cfg, diffusion_cfg, config["vocab_size"], config["context"])
         root = source.path if source.config_file.name == "config.json" else None  # save_pretrained copies
-        diffusion = build_diffusion(diffusion_cfg, config["vocab_size"], root=root)  # matrix files beside it
+        diffusion = build_diffusion(diffusion_cfg, config["vocab_size"], root=root,  # matrix files beside it
+                                    block_size=model_cfg.block_size)
     except (ValueError, KeyError, OSError) as e:
         raise CheckpointError(f"{source.config_file}: {e}") from None
     load_model_weights(model, source)

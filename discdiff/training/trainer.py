@@ -93,7 +93,7 @@ class Trainer:
         self.data = open_data(cfg.data)
         vocab = self.data.vocab_size
         self.micro, self.accum = self._batch_split()
-        self.diffusion = build_diffusion(cfg.diffusion, vocab)
+        self.diffusion = build_diffusion(cfg.diffusion, vocab, block_size=cfg.model.block_size)
         self.objective = make_objective(cfg.diffusion, self.diffusion, vocab)
         torch.manual_seed(seed_for(cfg.seed, INIT))  # same initial weights on every rank
         self.model = build_model(cfg.model, cfg.diffusion, vocab, cfg.data.context)

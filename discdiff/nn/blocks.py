@@ -1,0 +1,188 @@
+"""Block diffusion (BD3-LM) in the backbone: the attention masks, the one-pass training forward over
+[x_t ; x_0], and an exact KV cache of finished blocks for sampling.
+
+A sequence of L tokens is cut into blocks of b tokens (block k holds positions kb .. kb + b - 1; the last
+block may be shorter at inference). Attention is bidirectional inside a block and causal across blocks.
+
+Training, one pass over 2L tokens (the noised x_t, then the clean x_0, both at positions 0..L-1 for rotary):
+
+    noised query of block k  sees  noised keys of block k  and  clean keys of blocks < k
+    clean  query of block k  sees  clean keys of blocks <= k
+
+so the noised half's output at block k is p_theta(x_0^k | x_t^k, x_0^{<k}), for every k at once, and only
+the noised half goes through the output head. ``training_mask`` builds that (2L, 2L) boolean mask once per
+(L, b, device); ``block_causal_mask`` is the L-token mask of inference without a cache.
+
+KV cache: after a block is finished its clean tokens are run once, attending to the cache and to themselves
+(exactly the clean half's view above), and their rotated keys and values are appended per layer. A noised
+block then attends to the cache and to itself with no mask at all, so its logits equal those recomputed from
+scratch over [clean blocks ; noised block] up to float rounding.
+
+FlexAttention: on a GPU ``training_mask`` is the dense form of a mask_mod
+``(q_half == 1 or kv_half == 1) and ...``; a ``torch.nn.attention.flex_attention.create_block_mask`` built from
+it would plug in where ``block_forward`` passes ``attn_mask`` (it skips the all-masked tiles: about half of
+the 2L x 2L scores).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import Tensor
+
+__all__ = ["KVCache", "block_causal_mask", "block_forward", "extend_kv_cache", "training_mask"]
+
+
+@functools.lru_cache(maxsize=16)
+def training_mask(length: int, block_size: int, device: torch.device | None = None) -> Tensor:
+    """Bool (2L, 2L), True where query q may attend to key j, over [x_t (0..L-1) ; x_0 (L..2L-1)].
+
+    With h(q) the half (0 noised, 1 clean) and k(q) = (q mod L) // b the block:
+        h(q) = 0:  (h(j) = 0 and k(j) = k(q))  or  (h(j) = 1 and k(j) < k(q))
+        h(q) = 1:  h(j) = 1 and k(j) <= k(q)
+    Cached per (length, block_size, device); callers must not modify it.
+    """
+    _check_sizes(length, block_size)
+    block = torch.arange(length, device=device) // block_size
+    bq, bk = block[:, None], block[None, :]  # (L, 1), (1, L)
+    noised_to_noised = bq == bk
+    noised_to_clean = bk < bq
+    clean_to_clean = bk <= bq
+    top = torch.cat([noised_to_noised, noised_to_clean], dim=1)  # (L, 2L)
+    bottom = torch.cat([torch.zeros_like(clean_to_clean), clean_to_clean], dim=1)  # (L, 2L)
+    return torch.cat([top, bottom], dim=0)  # (2L, 2L)
+
+
+@functools.lru_cache(maxsize=16)
+def block_causal_mask(length: int, block_size: int, device: torch.device | None = None) -> Tensor:
+    """Bool (T, T): query i sees key j iff j // b <= i // b (bidirectional in a block, causal across blocks).
+
+    T need not be a multiple of b (a last, shorter block). Cached; callers must not modify it.
+    """
+    _check_sizes(length, block_size, whole=False)
+    block = torch.arange(length, device=device) // block_size
+    return block[None, :] <= block[:, None]
+
+
+def _check_sizes(length: int, block_size: int, whole: bool = True) -> None:
+    if length < 1 or block_size < 1:
+        raise ValueError(f"length and block_size must be >= 1, got {length} and {block_size}")
+    if whole and length % block_size:
+        raise ValueError(f"sequence length {length} is not a multiple of block_size={block_size}")
+
+
+class _LayerCache:
+    """One layer's cached keys / values (B, nh, P, hs); ``__call__`` prepends them to a block's own."""
+
+    def __init__(self, keys: Tensor | None, values: Tensor | None, store: bool):
+        self.keys, self.values, self.store = keys, values, store
+
+    def __call__(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        if self.keys is not None:
+            k, v = torch.cat([self.keys, k], dim=2), torch.cat([self.values, v], dim=2)  # (B, nh, P + n, hs)
+        if self.store:
+            self.keys, self.values = k, v
+        return k, v
+
+
+class KVCache:
+    """Rotated keys and values of the finished (clean) blocks of a batch, per layer: (B, nh, P, hs) each.
+
+    Made by ``DiffusionTransformer.new_kv_cache()``, grown by ``extend_kv_cache`` one whole block at a time,
+    read by ``model(x_block, sigma_bar, kv_cache=cache)``. ``length`` P is a multiple of ``block_size``.
+    """
+
+    def __init__(self, block_size: int, n_layers: int, layers: list[_LayerCache] | None = None, length: int = 0):
+        self.block_size, self.n_layers, self.length = block_size, n_layers, length
+        self.layers = layers if layers is not None else [_LayerCache(None, None, False) for _ in range(n_layers)]
+
+    def select(self, rows: Tensor) -> KVCache:
+        """The cache of a subset of the batch (a gather per layer); ``rows`` indexes the batch."""
+        layers = [_LayerCache(c.keys[rows] if c.keys is not None else None,
+                              c.values[rows] if c.values is not None else None, False) for c in self.layers]
+        return KVCache(self.block_size, self.n_layers, layers, self.length)
+
+    def check(self, config, batch: int, new_tokens: int) -> None:
+        """Raise ValueError unless this cache fits ``config``'s model and a batch of ``new_tokens`` tokens."""
+        if config.block_size != self.block_size:
+            raise ValueError(f"this KV cache holds blocks of {self.block_size} tokens but the model's block_size is "
+                             f"{config.block_size}")
+        if config.n_layers != self.n_layers:
+            raise ValueError(f"this KV cache has {self.n_layers} layers, the model {config.n_layers}")
+        rows = self.layers[0].keys.shape[0] if self.layers[0].keys is not None else batch
+        if rows != batch:
+            raise ValueError(f"this KV cache holds {rows} rows, the input {batch}")
+        if new_tokens > self.block_size:
+            raise ValueError(f"a cached call takes at most one block ({self.block_size} tokens), got {new_tokens}")
+        if self.length + new_tokens > config.max_len:
+            raise ValueError(f"cache length {self.length} + {new_tokens} tokens exceeds max_len={config.max_len}")
+
+    def _views(self, store: bool) -> list[_LayerCache]:
+        return [_LayerCache(c.keys, c.values, store) for c in self.layers]
+
+
+def _trunk(model, x_ids: Tensor, rope: Tensor, attn_mask: Tensor | None, kv: list | None = None) -> Tensor:
+    """Embedding and every block of a time-free model: hidden states (B, T, C)."""
+    x = model.tok_emb(x_ids)  # (B, T, C)
+    for i, block in enumerate(model.blocks):
+        x = block(x, rope, attn_mask, None, kv[i] if kv is not None else None)
+    return x
+
+
+def _head(model, x: Tensor) -> Tensor:
+    return model.head(model.final_norm(x)).float()  # (B, T, S_out) float32
+
+
+def _with_padding(mask: Tensor, keys_real: Tensor | None) -> Tensor:
+    """mask (T, T) & real keys (B, T) | the diagonal: (B, 1, T, T), or mask itself without padding."""
+    if keys_real is None:
+        return mask
+    eye = torch.eye(mask.shape[0], dtype=torch.bool, device=mask.device)
+    return (mask & keys_real[:, None, None, :]) | eye  # a padding query still sees itself: no empty row
+
+
+def block_forward(model, x_t: Tensor, padding_mask: Tensor | None = None, *, x0: Tensor | None = None,
+                  kv_cache: KVCache | None = None) -> Tensor:
+    """The forward of a block model (``DiffusionTransformer`` with ``config.block_size``), inputs checked there.
+
+    - ``x0`` given (training): one pass over [x_t ; x0] with ``training_mask``; returns the noised half's
+      logits (B, L, S_out). L must be a multiple of b.
+    - ``kv_cache`` given (sampling): x_t is one block (B, n <= b) at positions P .. P + n - 1 after the cached
+      P tokens; it sees the cache and itself. Returns (B, n, S_out). The cache is not changed.
+    - neither: block-causal attention over x_t (B, T): block k sees blocks <= k as they are in x_t.
+    """
+    cfg = model.config
+    b = cfg.block_size
+    if b is None:
+        raise ValueError("x0= and kv_cache= need a block model (model.block_size is unset: a full-sequence model)")
+    if x0 is not None and kv_cache is not None:
+        raise ValueError("pass x0= (training) or kv_cache= (sampling), not both")
+    B, T = x_t.shape
+    if kv_cache is not None:
+        if padding_mask is not None:
+            raise ValueError("a cached block call takes no padding_mask")
+        kv_cache.check(cfg, B, T)
+        rope = model.rope[kv_cache.length: kv_cache.length + T]
+        return _head(model, _trunk(model, x_t, rope, None, kv_cache._views(store=False)))
+    if x0 is None:
+        mask = _with_padding(block_causal_mask(T, b, x_t.device), padding_mask)
+        return _head(model, _trunk(model, x_t, model.rope[:T], mask))
+    if x0.shape != x_t.shape or x0.dtype != x_t.dtype:
+        raise ValueError(f"x0 {x0.dtype} {tuple(x0.shape)} must match x_t {x_t.dtype} {tuple(x_t.shape)}")
+    _check_sizes(T, b)
+    real = torch.cat([padding_mask, padding_mask], dim=1) if padding_mask is not None else None  # (B, 2L)
+    mask = _with_padding(training_mask(T, b, x_t.device), real)
+    rope = torch.cat([model.rope[:T], model.rope[:T]])  # both halves at positions 0..L-1
+    hidden = _trunk(model, torch.cat([x_t, x0], dim=1), rope, mask)  # (B, 2L, C)
+    return _head(model, hidden[:, :T])  # the noised half only
+
+
+def extend_kv_cache(model, cache: KVCache, clean: Tensor) -> None:
+    """Run one finished block's clean tokens (B, b) once and append their keys / values to ``cache``."""
+    if clean.dim() != 2 or clean.shape[1] != cache.block_size:
+        raise ValueError(f"extend the KV cache with one whole block (B, {cache.block_size}), got {tuple(clean.shape)}")
+    cache.check(model.config, clean.shape[0], clean.shape[1])
+    views = cache._views(store=True)
+    _trunk(model, clean, model.rope[cache.length: cache.length + clean.shape[1]], None, views)
+    cache.layers, cache.length = views, cache.length + clean.shape[1]

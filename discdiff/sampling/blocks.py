@@ -1,0 +1,160 @@
+"""Block diffusion sampling: blocks left to right, an absorbing-graph sampler inside each, finished blocks cached.
+
+For block k the sampler (``ancestral``, ``first_hitting`` or ``confidence``, unchanged) runs on the b tokens of
+block k through a ``Predictor`` whose ``context`` holds the finished blocks x^{<k}, so every prediction is
+p_theta(x0^k | x_t^k, x^{<k}); with exact block conditionals each block is an exact draw of
+p(x^k | x^{<k}) and the sequence one of p(x). Two contexts answer the same question:
+
+* ``KVCacheContext``: the exact KV cache (``model.new_kv_cache()``, ``model.extend_kv_cache``): a finished block's
+  clean tokens go through the model once; a noised block then attends to the cache and to itself only.
+* ``RecomputeContext``: the finished blocks' tokens, run again with every call over [x^{<k} ; x_t^k]
+  (any block-causal model, e.g. an exact oracle; the reference the cache is tested against).
+
+A block's predictions are counted as NFE like any sampler's; the cache adds one forward of b clean tokens per
+finished block, not counted there. Rows whose EOS has appeared leave the batch (and the cache).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from discdiff.model_call import call_model, unwrap_model
+
+from . import SAMPLERS
+from .base import SampleOutput
+from .conditioning import Condition
+from .memory import check_memory, sampling_memory
+from .options import SamplerOptions
+from .predictor import Predictor
+
+__all__ = ["KVCacheContext", "RecomputeContext", "make_context", "sample_blocks"]
+
+
+def _all_rows(rows: Tensor | None, num_rows: int) -> bool:
+    return rows is None or (rows.numel() == num_rows and bool((rows == torch.arange(num_rows, device=rows.device))
+                                                               .all()))
+
+
+class RecomputeContext:
+    """The finished blocks as tokens [B, P]; each call runs the model over [prefix ; block] (block-causal)."""
+
+    def __init__(self, num_rows: int, num_clean_states: int, device=None):
+        self.prefix = torch.empty(num_rows, 0, dtype=torch.long, device=device)
+        self.num_clean_states = num_clean_states
+
+    def logits(self, model, x: Tensor, sigma_bar: Tensor, rows: Tensor | None) -> Tensor:
+        """The model's output [r, n, S] for the block ``x`` [r, n] of the batch rows ``rows``."""
+        prefix = self.prefix if _all_rows(rows, len(self.prefix)) else self.prefix[rows]
+        out = call_model(model, torch.cat([prefix, x], dim=1), sigma_bar, num_clean_states=self.num_clean_states)
+        return out[:, prefix.shape[1]:]
+
+    def append(self, clean: Tensor) -> None:
+        self.prefix = torch.cat([self.prefix, clean], dim=1)
+
+    def keep(self, rows: Tensor) -> None:
+        self.prefix = self.prefix[rows]
+
+
+class KVCacheContext:
+    """The exact KV cache of the finished blocks (``discdiff.nn.blocks.KVCache``) of a batch."""
+
+    def __init__(self, model, num_rows: int, num_clean_states: int):
+        self.net = unwrap_model(model)
+        self.cache = self.net.new_kv_cache()
+        self.num_rows, self.num_clean_states = num_rows, num_clean_states
+
+    def logits(self, model, x: Tensor, sigma_bar: Tensor, rows: Tensor | None) -> Tensor:
+        cache = self.cache if _all_rows(rows, self.num_rows) else self.cache.select(rows)
+        out = model(x, sigma_bar, kv_cache=cache)
+        if out.shape[:2] != x.shape or out.shape[-1] < self.num_clean_states:
+            raise ValueError(f"model must return [B, n, >= {self.num_clean_states}] for a block {tuple(x.shape)}")
+        return out
+
+    def append(self, clean: Tensor) -> None:
+        self.net.extend_kv_cache(self.cache, clean)
+
+    def keep(self, rows: Tensor) -> None:
+        self.cache, self.num_rows = self.cache.select(rows), len(rows)
+
+
+def make_context(model, num_rows: int, num_clean_states: int, kv_cache: bool | None, device=None):
+    """A KV cache when the model has one (``kv_cache`` None or True), else the recomputing context."""
+    has_cache = callable(getattr(unwrap_model(model), "new_kv_cache", None))
+    if kv_cache and not has_cache:
+        raise ValueError("kv_cache=True needs a model with a KV cache (new_kv_cache / extend_kv_cache)")
+    if has_cache and kv_cache is not False:
+        return KVCacheContext(model, num_rows, num_clean_states)
+    return RecomputeContext(num_rows, num_clean_states, device)
+
+
+class _Progress:
+    """The full state [B, length] seen by ``record``: trajectory and callback, across blocks."""
+
+    def __init__(self, x: Tensor, keep_trajectory: bool, callback):
+        self.x, self.callback, self.steps, self.nfe = x, callback, 0, 0
+        self.trajectory = [x.clone()] if keep_trajectory else None
+        self.rows, self.span, self.pred = None, slice(0), None
+        if callback is not None:
+            callback(0, x, 0)
+
+    def enter(self, rows: Tensor, span: slice, pred: Predictor) -> None:
+        self.rows, self.span, self.pred = rows, span, pred
+
+    def __call__(self, block: Tensor) -> None:
+        self.steps += 1
+        if self.trajectory is None and self.callback is None:
+            return
+        state = self.x.clone()
+        state[self.rows, self.span] = block
+        if self.trajectory is not None:
+            self.trajectory.append(state)
+        if self.callback is not None:
+            self.callback(self.steps, state, self.nfe + self.pred.nfe)
+
+
+def _block_condition(condition: Condition | None, rows: Tensor, span: slice) -> Condition | None:
+    return None if condition is None else Condition(condition.tokens[rows, span], condition.known[rows, span])
+
+
+def sample_blocks(model, graph, schedule, block_size: int, num_samples: int, length: int, sampler: str,
+                  opts: SamplerOptions, predictor_options: dict, *, generator=None, condition: Condition | None = None,
+                  device=None, callback=None, eos_id: int | None = None, kv_cache: bool | None = None) -> SampleOutput:
+    """Draw ``num_samples`` sequences of ``length`` tokens block by block (checked arguments: see
+    ``BlockDiffusion.sample``). The last block is shorter when b does not divide ``length``. Returns
+    ``SampleOutput(samples [B, length], nfe, nfe_per_row, trajectory)``; nfe counts block predictions."""
+    check_memory(sampling_memory(num_samples, length, graph.num_states, steps=opts.steps, guidance=False,
+                                 trajectory_len=(opts.steps + 2) * -(-length // block_size) if opts.return_trajectory
+                                 else 0), device)
+    mask_id, C = graph.mask_id, graph.num_clean_states
+    x = torch.full((num_samples, length), mask_id, dtype=torch.long, device=device)
+    x = condition.apply(x) if condition is not None else x
+    rows = torch.arange(num_samples, device=device)  # the rows still generating
+    context = make_context(model, num_samples, C, kv_cache, device)
+    nfe_per_row = torch.zeros(num_samples, dtype=torch.long, device=device)
+    progress = _Progress(x, opts.return_trajectory, callback)
+    with torch.no_grad():
+        for start in range(0, length, block_size):
+            span = slice(start, min(start + block_size, length))
+            pred = Predictor(model, graph, schedule, "denoiser", condition=_block_condition(condition, rows, span),
+                             num_rows=len(rows), device=device, context=context, **predictor_options)
+            pred.start(len(rows))
+            progress.enter(rows, span, pred)
+            block = pred.pin(torch.full((len(rows), span.stop - start), mask_id, dtype=torch.long, device=device))
+            block = SAMPLERS[sampler].run(pred, block, opts, generator, progress)
+            x[rows, span] = block
+            progress.nfe += pred.nfe
+            nfe_per_row[rows] += pred.nfe_per_row
+            if span.stop == length:
+                break
+            context.append(block)
+            if eos_id is not None:
+                going = ~(x[rows, : span.stop] == eos_id).any(-1)
+                if not bool(going.all()):
+                    context.keep(going.nonzero().squeeze(-1))
+                    rows = rows[going]
+                if rows.numel() == 0:
+                    break
+    if eos_id is not None:  # the record convention `body EOS EOS ...`: everything after the first EOS is EOS
+        x = torch.where((x == eos_id).cumsum(-1) > 0, eos_id, x)
+    return SampleOutput(x, progress.nfe, nfe_per_row, progress.trajectory)
