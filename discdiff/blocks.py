@@ -59,7 +59,8 @@ GOLDEN_ROTATION = (math.sqrt(5.0) - 1.0) / 2.0  # phi: block k's time is the row
 
 
 class BlockDiffusion(Diffusion):
-    """Block diffusion over blocks of ``block_size`` tokens: ``loss``, ``nll``, ``draw_times``, ``sample``.
+    """Block diffusion over blocks of ``block_size`` tokens: ``loss``, ``nll``, ``draw_times``, ``block_times``,
+    ``sample``.
 
     A ``Diffusion`` whose objectives are sums of per-block masked-diffusion bounds (see the module doc), so the
     trainer, ``discdiff eval`` and the recipe hold it like any Diffusion. Needs an absorbing graph and a
@@ -139,20 +140,29 @@ class BlockDiffusion(Diffusion):
                              device=device, callback=callback, eos_id=eos_id, kv_cache=kv_cache)
 
     # --- per-block pieces ---------------------------------------------------------------------------
-    def _block_times(self, t: Tensor | None, x0: Tensor, generator, objective: str) -> Tensor:
-        """[B, K] times: block 0 gets the row's time, block k its stratum rotated by k phi (module doc)."""
+    def block_times(self, t: Tensor, num_blocks: int, objective: str | None = None) -> Tensor:
+        """[B, K] per-block times from the rows' times ``t`` [B] (in [low, 1]; low = 0 for k_dce, else t_min):
+
+            t_{b,0} = t_b,   t_{b,k} = low + (1 - low) frac((t_b - low)/(1 - low) + k phi),   phi = (sqrt 5 - 1)/2
+
+        Each column is marginally uniform when t is (and stratified over the batch when t is), so each block's
+        term is an unbiased estimate of its bound. float64 for k_dce, else clipped to t_min in the default dtype.
+        """
+        objective = objective or self.default_objective
         low = 0.0 if objective == "k_dce" else self.t_min
-        if t is None:
-            t = self.draw_times(x0.shape[0], objective, generator=generator, device=x0.device)
         t = t.double()
-        blocks = x0.shape[1] // self.block_size
-        shift = torch.arange(1, blocks, dtype=torch.float64, device=t.device) * GOLDEN_ROTATION  # [K - 1]
+        shift = torch.arange(1, num_blocks, dtype=torch.float64, device=t.device) * GOLDEN_ROTATION  # [K - 1]
         stratum = (t - low) / (1.0 - low)  # [B] in [0, 1]
         rotated = low + (1.0 - low) * ((stratum[:, None] + shift) % 1.0)  # [B, K - 1]
         times = torch.cat([t[:, None], rotated], dim=1)  # [B, K]
         if objective == "k_dce":
             return times  # u in [0, 1]; floored in float64
         return times.clamp_min(self.t_min).to(torch.get_default_dtype())
+
+    def _block_times(self, t: Tensor | None, x0: Tensor, generator, objective: str) -> Tensor:
+        if t is None:
+            t = self.draw_times(x0.shape[0], objective, generator=generator, device=x0.device)
+        return self.block_times(t, x0.shape[1] // self.block_size, objective)
 
     def _per_block(self, values: Tensor) -> Tensor:
         """[B, L] -> [B, K]: sums over each block's positions."""

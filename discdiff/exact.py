@@ -168,6 +168,34 @@ class ToyDistribution:
         oracle.time_free = graph.mask_id is not None  # see discdiff.model_call.is_time_free
         return oracle
 
+    def block_denoiser_model(self, graph: Graph, block_size: int):
+        """Exact block conditionals with the block-model signature ``model(x_t, sigma_bar, x0=None)``:
+
+            out[:, block k] = log p(x0^i = . | x_t^k, x^{<k}),   x^{<k} = x0's blocks < k (x0 given: training)
+                                                                 or x_t's blocks < k (taken as clean: sampling)
+
+        by enumeration (positions after block k are unknown). Absorbing graph; time-free (``time_free``). The
+        input may be shorter than ``length`` (a prefix, as a block sampler's recomputing context sends).
+        """
+        if graph.mask_id is None:
+            raise ValueError("block_denoiser_model needs an absorbing graph")
+        mask_id, pad = graph.mask_id, graph.num_states - self.vocab_size
+
+        def model(x_t: Tensor, sigma_bar: Tensor, x0: Tensor | None = None) -> Tensor:
+            clean = x_t if x0 is None else x0
+            B, T = x_t.shape
+            ones = torch.ones(B, dtype=torch.float64)  # the absorbing posterior does not depend on sigma_bar > 0
+            out = []
+            for start in range(0, T, block_size):
+                stop = min(start + block_size, T)
+                view = torch.full((B, self.length), mask_id, dtype=torch.long)
+                view[:, :start], view[:, start:stop] = clean[:, :start], x_t[:, start:stop]
+                out.append(_on_distinct_rows(lambda v, s: self.clean_log_probs(graph, v, s))(view, ones)[:, start:stop])
+            return torch.nn.functional.pad(torch.cat(out, dim=1), (0, pad), value=_LOG_ZERO)
+
+        model.time_free = True
+        return model
+
 
 def _on_distinct_rows(fn):
     """Evaluate ``fn(x_t, sigma_bar)`` once per distinct (x_t row, sigma_bar) pair: a toy space has few."""
