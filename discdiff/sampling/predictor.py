@@ -13,9 +13,10 @@ ask it; they never see a ``Diffusion``. ``Diffusion.sample`` builds one; you can
     >>> out.samples.shape, pred.nfe <= 16
     (torch.Size([2, 8]), True)
 
-Where the next inputs plug in: a KV cache of finished blocks (block diffusion) lives beside the per-row
-cache and is consulted in ``_evaluate``, the single place that calls the model; a conditioning input
-that enters the network (a class label, a prompt) is held next to ``condition`` and passed there too.
+Where the next inputs plug in: block diffusion's finished blocks (an exact KV cache, ``context=``, see
+``discdiff.sampling.blocks``) are consulted in ``_evaluate``, the single place that calls the model; a
+conditioning input that enters the network (a class label, a prompt) is held next to ``condition`` and
+passed there too.
 """
 
 from __future__ import annotations
