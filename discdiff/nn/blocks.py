@@ -31,7 +31,7 @@ import functools
 import torch
 from torch import Tensor
 
-__all__ = ["KVCache", "block_causal_mask", "block_forward", "extend_kv_cache", "training_mask"]
+__all__ = ["BlockCacheMethods", "KVCache", "block_causal_mask", "block_forward", "extend_kv_cache", "training_mask"]
 
 
 @functools.lru_cache(maxsize=16)
@@ -186,3 +186,18 @@ def extend_kv_cache(model, cache: KVCache, clean: Tensor) -> None:
     views = cache._views(store=True)
     _trunk(model, clean, model.rope[cache.length: cache.length + clean.shape[1]], None, views)
     cache.layers, cache.length = views, cache.length + clean.shape[1]
+
+
+class BlockCacheMethods:
+    """The KV-cache methods of a block model (``DiffusionTransformer`` mixes them in)."""
+
+    def new_kv_cache(self) -> KVCache:
+        """An empty KV cache for this block model."""
+        if self.config.block_size is None:
+            raise ValueError("a KV cache needs a block model (model.block_size); this one is full-sequence")
+        return KVCache(self.config.block_size, self.config.n_layers)
+
+    def extend_kv_cache(self, cache: KVCache, clean: Tensor) -> None:
+        """Append one finished block's clean tokens (B, block_size) to ``cache`` (one forward of b tokens)."""
+        self._check_inputs(clean, None, None)
+        extend_kv_cache(self, cache, clean)

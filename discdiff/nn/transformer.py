@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import KVCache, block_forward, extend_kv_cache
+from .blocks import BlockCacheMethods, KVCache, block_forward
 from .layers import NoiseEmbedding, Norm, rotary_qkv, rotary_table
 
 
@@ -209,7 +209,7 @@ class Block(nn.Module):
         return torch.addcmul(x, gate2, self.mlp(h))
 
 
-class DiffusionTransformer(nn.Module):
+class DiffusionTransformer(BlockCacheMethods, nn.Module):
     """Bidirectional (or causal) transformer over discrete states, optionally conditioned on sigma_bar."""
 
     def __init__(self, config: TransformerConfig):
@@ -336,19 +336,6 @@ class DiffusionTransformer(nn.Module):
                 raise ValueError(f"token ids must lie in [0, {cfg.num_states}), got range [{lo}, {hi}]")
             if cfg.sedd_absorb_scale and bool((sigma_bar <= 0).any()):
                 raise ValueError("sedd_absorb_scale needs sigma_bar > 0 (log(e^0 - 1) = -inf)")
-
-    # ------------------------------------------------------------------ block diffusion's KV cache
-
-    def new_kv_cache(self) -> KVCache:
-        """An empty KV cache for this block model (discdiff.nn.blocks.KVCache)."""
-        if self.config.block_size is None:
-            raise ValueError("a KV cache needs a block model (model.block_size); this one is full-sequence")
-        return KVCache(self.config.block_size, self.config.n_layers)
-
-    def extend_kv_cache(self, cache: KVCache, clean: torch.Tensor) -> None:
-        """Append one finished block's clean tokens (B, block_size) to ``cache`` (one forward of b tokens)."""
-        self._check_inputs(clean, None, None)
-        extend_kv_cache(self, cache, clean)
 
     # ------------------------------------------------------------------ accounting
 
