@@ -115,6 +115,10 @@ def make_inputs(work: Path, fixture) -> Inputs:
     return Inputs(root, paths)
 
 
+def _name(args: str) -> str:
+    return args.replace("{{", "{").replace("}}", "}")
+
+
 def _with(argv: list[str], *extra) -> list[str]:
     """argv of `discdiff train ...` with `extra` right after the command name."""
     return argv[:4] + [str(e) for e in extra] + argv[4:]
@@ -150,8 +154,8 @@ def cli_cases(inp: Inputs, fixture) -> list[tuple[str, str, list[str], str]]:
          _with(_tiny_train(out / "fresh"), "--resume"), "succeed"),
     ]
     model = ["--model", str(fixture.run)]
-    cases += [("sample", a, discdiff("sample", *model, "--num-samples", 2, "--steps", 4, *_split(a, p)), "refuse")
-              for a in SAMPLE_ARGS]
+    sample = discdiff("sample", *model, "--num-samples", 2, "--steps", 4)
+    cases += [("sample", _name(a), sample + _split(a, p), "refuse") for a in SAMPLE_ARGS]
     cases += [("sample", f"--model {k}", discdiff("sample", "--model", p[k] if k in p else "/nonexistent"), "refuse")
               for k in ("a_file", "empty_dir", "nonexistent")]
     cases += [("eval", a, discdiff("eval", *model, "--data", fixture.corpus, "--batch-size", 4, "--max-batches",

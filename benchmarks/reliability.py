@@ -88,14 +88,14 @@ def _map(fn, items, jobs: int) -> list:
 
 
 def kills(args, work: Path, rng: random.Random) -> tuple[list[Case], Reference]:
-    ref = Reference(work, steps=12 if args.quick else 30)
+    ref = Reference(work, steps=12 if args.quick else 20)
     n = 2 if args.quick else args.kills
     print(f"reference run: {ref.steps} steps, a checkpoint after each, {ref.seconds:.1f} s; {n} kills", flush=True)
     return [kill_trial(ref, work, i, rng, mid_write=i % 2 == 1) for i in range(n)], ref
 
 
 def writers(args, work: Path, rng: random.Random, ref: Reference | None) -> list[Case]:
-    ref = ref or Reference(work, steps=12 if args.quick else 30)
+    ref = ref or Reference(work, steps=12 if args.quick else 20)
     return [writers_trial(ref, work, i, rng) for i in range(1 if args.quick else args.writer_trials)]
 
 
