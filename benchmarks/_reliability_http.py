@@ -80,8 +80,8 @@ def start_server(run_dir: Path, logs: Path, timeout: float = 120):
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         match = PORT_LINE.search((logs / "stderr").read_text(errors="replace"))
-        if match:
-            return proc, int(match.group(1))
+        if match and request(int(match.group(1)), "GET", "/api/health", None, None)[1] == 200:
+            return proc, int(match.group(1))  # the address is printed before the server accepts connections
         if proc.poll() is not None:
             break
         time.sleep(0.1)

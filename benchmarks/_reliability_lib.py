@@ -40,18 +40,13 @@ def build():
 def cases() -> dict:
     g, sched, diff, model = build()
     x0 = torch.randint(0, V, (B, L))
+    return {**_construction_cases(g, sched, x0), **_loss_cases(diff, model, x0), **_sample_cases(diff, model)}
+
+
+def _construction_cases(g, sched, x0) -> dict:
     sb = torch.ones(B)
-
-    def loss(x, **kw):
-        return lambda: diff.loss(model, x, **kw)
-
-    def sample(*args, **kw):
-        kw.setdefault("steps", 4)
-        args = args or (B, L)
-        return lambda: diff.sample(model, *args, **kw)
-
     rate = torch.tensor([[-1.0, 1.0], [1.0, -1.0]])
-    table = {
+    return {
         "Absorbing(vocab_size=0)": lambda: dd.Absorbing(vocab_size=0),
         "Absorbing(vocab_size=-3)": lambda: dd.Absorbing(vocab_size=-3),
         "Absorbing(vocab_size=2.5)": lambda: dd.Absorbing(vocab_size=2.5),
@@ -82,6 +77,14 @@ def cases() -> dict:
         "schedule(t=nan)": lambda: sched(torch.tensor([NAN])),
         "schedule(t=1.5)": lambda: sched(torch.tensor([1.5])),
         "schedule(t=-0.5)": lambda: sched(torch.tensor([-0.5])),
+    }
+
+
+def _loss_cases(diff, model, x0) -> dict:
+    def loss(x, **kw):
+        return lambda: diff.loss(model, x, **kw)
+
+    return {
         "loss(float x0)": loss(x0.float()),
         "loss(1-D x0)": loss(x0[0]),
         "loss(3-D x0)": loss(x0[:, :, None]),
@@ -96,6 +99,15 @@ def cases() -> dict:
         "loss(padding_mask of ints)": loss(x0, padding_mask=torch.ones(B, L, dtype=torch.long)),
         "loss(bool x0)": loss(x0 > 3),
         "loss(model returning too few values)": lambda: diff.loss(lambda x, s: torch.zeros(*x.shape, 3), x0),
+    }
+
+
+def _sample_cases(diff, model) -> dict:
+    def sample(*args, **kw):
+        kw.setdefault("steps", 4)
+        return lambda: diff.sample(model, *(args or (B, L)), **kw)
+
+    return {
         "sample(num_samples=0)": sample(0, L),
         "sample(num_samples=-1)": sample(-1, L),
         "sample(num_samples=2.5)": sample(2.5, L),
@@ -124,7 +136,6 @@ def cases() -> dict:
         "sample(confidence, block_length=0)": sample(sampler="confidence", block_length=0),
         "sample(euler on a denoiser-parameterized model, t_end=2)": sample(sampler="euler", t_end=2.0),
     }
-    return table
 
 
 def classify(call) -> tuple[str, str]:

@@ -72,7 +72,8 @@ def _has(data_dir: Path, sig: dict) -> bool:
 
 
 def concurrent_trial(work: Path, i: int, processes: int) -> Case:
-    text = write_corpus(work / f"prep{i}" / "corp.txt", seed=100 + i)
+    # ~2 MB: long enough to write that the processes' preparations overlap
+    text = write_corpus(work / f"prep{i}" / "corp.txt", seed=100 + i, lines=40_000)
     want = reference(text, work, f"c{i}")
     data = work / f"prep{i}" / "data"
     argv = discdiff("prepare", text, "--data-dir", data)

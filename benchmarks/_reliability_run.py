@@ -41,6 +41,9 @@ RECOVERY_WORDS = re.compile(r"damaged|corrupt|verif|fall(ing|s)? back|fell back|
                             r"|cannot (be )?(load|read)|instead|missing|broken|outside", re.I)
 
 
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)\b|^(KeyError|StopIteration)\b")
+
+
 @dataclass
 class Result:
     argv: list[str]
@@ -147,7 +150,10 @@ def first_line(res: Result) -> str:
     if not lines:
         lines = [ln.strip() for ln in res.stdout.splitlines() if ln.strip()][-1:]
     if any(ln.startswith("Traceback") for ln in lines):
-        return "exception: " + lines[-1][:300]
+        named = [ln for ln in lines if EXCEPTION_LINE.match(ln)]
+        exc, tail = (named or lines)[-1], lines[-1]
+        more = f" … {tail}" if tail != exc and len(tail) > 3 else ""  # e.g. load_state_dict's size mismatch
+        return f"exception: {exc}{more}"[:300]
     errors = [ln for ln in lines if "error" in ln.lower()]
     return ((errors or lines or [""])[0])[:300]
 

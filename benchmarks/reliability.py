@@ -139,7 +139,7 @@ def library_cases(quick: bool, work: Path) -> list[Case]:
 
 
 def prepare(args, work: Path) -> list[Case]:
-    trials, procs = (1, 3) if args.quick else (args.prepare_trials, 4)
+    trials, procs = (1, 3) if args.quick else (args.prepare_trials, 6)
     return [concurrent_trial(work, i, procs) for i in range(trials)] + [stale_case(work), collide_case(work)]
 
 
@@ -230,7 +230,7 @@ def main() -> int:
     p.add_argument("--only", default=",".join(CATEGORIES), help=f"comma-separated subset of {CATEGORIES}")
     p.add_argument("--kills", type=int, default=24, help="SIGKILL trials (half of them mid-checkpoint-write)")
     p.add_argument("--writer-trials", type=int, default=4, help="two-writer trials")
-    p.add_argument("--prepare-trials", type=int, default=4, help="concurrent-prepare trials (4 processes each)")
+    p.add_argument("--prepare-trials", type=int, default=4, help="concurrent-prepare trials (6 processes each)")
     p.add_argument("--jobs", type=int, default=1, help="corruption and CLI cases run this many at a time")
     p.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
     p.add_argument("--work", default=None, help="scratch directory (default: a fresh temporary one, removed)")
