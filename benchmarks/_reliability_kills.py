@@ -31,6 +31,9 @@ from _reliability_run import (
 )
 
 SEVERITY = ("ok", "clear", "vague", "silent", "traceback", "hang")
+# The second writer's refusal must say why: the run is in use (a lock, another process) or needs --resume.
+WRITER_WORDS = ("lock", "another", "in use", "running", "busy", "process", "--resume", "--overwrite", "empty",
+                "exists")
 
 
 def worst(*outcomes: str) -> str:
@@ -88,8 +91,9 @@ def _kill_once(ref: Reference, run_dir: Path, logs: Path, rng: random.Random, mi
     shutil.rmtree(run_dir, ignore_errors=True)
     t0 = time.monotonic()
     proc = start(discdiff("train", "--out", run_dir, *kill_config(ref.steps)), logs)
-    # a random moment, mostly while training and saving (start-up is a third of a tiny run)
-    delay = rng.uniform(0.5 * ref.first_save, (0.8 if mid_write else 0.97) * ref.seconds)
+    # a random moment, mostly while training and saving (start-up is half of a tiny run)
+    low = ref.first_save * (1.0 if mid_write else 0.8)
+    delay = rng.uniform(low, max(low, (0.9 if mid_write else 1.0) * ref.seconds))
     if mid_write:
         info = _kill_mid_write(proc, run_dir, delay, t0)
     else:
@@ -138,7 +142,7 @@ def writers_trial(ref: Reference, work: Path, i: int, rng: random.Random) -> Cas
     second_argv = argv[:4] + (["--resume"] if i % 2 else []) + argv[4:] + ([] if i % 2 else ["--set", "seed=1"])
     second = run(second_argv, work / "logs" / f"writers{i}-b", 300)
     a = finish(first, argv, t0, 300)
-    b_outcome = classify(second, "refuse")
+    b_outcome = classify(second, "refuse", WRITER_WORDS)
     a_outcome = classify(a, "succeed")
     problems = run_problems(run_dir, ref.files) if a_outcome == "ok" else []
     identical, why = weights_identical(ref.dir, run_dir) if a_outcome == "ok" else (False, "first run failed")

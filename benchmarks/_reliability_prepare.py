@@ -19,6 +19,8 @@ from _reliability_run import Case, classify, discdiff, finish, first_line, run, 
 
 WORDS = "the quick brown fox jumps over a lazy dog while cats sit on warm mats and birds sing".split()
 VOLATILE = ("created", "seconds", "path")  # manifest entries that legitimately differ between two prepares
+# A deliberate refusal of a concurrent prepare names the other process; a race error ("No such file ...") does not.
+RACE_WORDS = ("lock", "another", "in progress", "concurrent", "busy", "running", "being prepared", "wait")
 
 
 def write_corpus(path: Path, seed: int, lines: int = 300) -> Path:
@@ -80,7 +82,7 @@ def concurrent_trial(work: Path, i: int, processes: int) -> Case:
     t0 = time.monotonic()
     procs = [start(argv, work / "logs" / f"prep{i}-{k}") for k in range(processes)]
     results = [finish(p, argv, t0, 180) for p in procs]
-    outcomes = [classify(r, "succeed") for r in results]
+    outcomes = [classify(r, "succeed", RACE_WORDS) for r in results]
     dirs = prepared_dirs(data)
     intact = len(dirs) == 1 and signature(dirs[0]) == want
     outcome = worst(*outcomes)

@@ -5,7 +5,8 @@ Outcomes (one per case):
     ok         the correct, successful behaviour (a resume that continued, a documented safe recovery that
                said so, a race that every process survived with intact data)
     clear      refused with a clear error: non-zero exit, no "Traceback" (HTTP: a 4xx answer; library: ValueError)
-    vague      refused without a traceback, but the message does not name the damaged file / folder
+    vague      refused without a traceback, but the message does not name the cause (the damaged file / folder;
+               for races, the other process): e.g. a race's "No such file" passed through as one line
     traceback  a Python traceback, a death by signal, an HTTP 500 or dropped connection, a non-ValueError exception
     silent     accepted (exit 0 / HTTP 200 / a return value) where it should have refused or recovered visibly
     hang       ran past its timeout

@@ -192,7 +192,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
              f"`{meta['command']}` — commit {meta['commit']}, {meta['date']}, {meta['seconds'] / 60:.1f} min "
              f"on {meta['machine']}.", "", *head, *body, "",
              "ok / clear error: the right behaviour (a successful resume or documented recovery; a refusal with a "
-             "clear line). vague error: refused without naming the damaged file. traceback: a Python traceback, "
+             "clear line). vague error: refused without a traceback but without naming the cause (the damaged "
+             "file; for races, the other process). traceback: a Python traceback, "
              "a crash, an HTTP 5xx or dropped connection, a library exception other than ValueError. silent: "
              "accepted where it should have refused. hang: past its timeout. Cases and their expected outcomes: "
              "benchmarks/_reliability_*.py.", "", f"## Non-clear cases ({len(bad)})", ""]
