@@ -29,7 +29,7 @@ from pathlib import Path
 from discdiff import cli_sample, console
 from discdiff.cli_sample import DEVICE_HELP, MODEL_HELP
 
-__all__ = ["COMMANDS", "Command", "main", "register"]
+__all__ = ["COMMANDS", "Command", "main", "register", "resolve_command"]
 
 
 @dataclass
@@ -268,7 +268,7 @@ def register(name: str, command: Command | Lazy | str) -> None:
     COMMANDS[name] = command
 
 
-def _resolve(entry: Command | Lazy | str) -> Command:
+def resolve_command(entry: Command | Lazy | str) -> Command:
     """The Command an entry names: a Command itself, a module defining HELP, add_arguments(parser), run(args)
     (and optionally DESCRIPTION), or a Command attribute of a module ("package.module:ATTRIBUTE")."""
     if isinstance(entry, Command):
@@ -304,7 +304,7 @@ def build_parser(resolve: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, entry in COMMANDS.items():
         # lazily registered commands are imported only when they are the one being run
-        cmd = _resolve(entry) if isinstance(entry, Command) or name == resolve else None
+        cmd = resolve_command(entry) if isinstance(entry, Command) or name == resolve else None
         p = sub.add_parser(name, help=_help(entry, name), description=cmd.description if cmd else None,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         if cmd:

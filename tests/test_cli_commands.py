@@ -35,7 +35,7 @@ def test_top_level_help_lists_commands(capsys):
 @pytest.mark.parametrize("name", ["prepare", "train", "sample", "eval", "serve", "bench"])
 def test_every_flag_has_help(name, capsys):
     parser = argparse.ArgumentParser()
-    command = cli._resolve(cli.COMMANDS[name])
+    command = cli.resolve_command(cli.COMMANDS[name])
     command.add_arguments(parser)
     for action in parser._actions:
         if action.option_strings and action.dest != "help":

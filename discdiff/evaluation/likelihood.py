@@ -55,6 +55,7 @@ from torch import Tensor
 
 from discdiff.data.splits import SplitSample
 from discdiff.diffusion import Diffusion
+from discdiff.model_call import is_time_free
 
 from .data import as_batches, data_hash
 from .intervals import Interval, ratio_stderr, stderr_of_mean, z_value
@@ -348,6 +349,6 @@ def evaluate(pretrained, data, *, objectives: Iterable[str] | None = None, num_d
                                            seed=seed, device=device, confidence=confidence)
     first = next(iter(results.values()))
     agreements = [compare(first, r) for r in list(results.values())[1:]]
-    time_free = not pretrained.config.get("model", {}).get("time_conditioning", False)
+    time_free = is_time_free(pretrained.model) is True  # the one rule (discdiff.model_call)
     same_model = diff.parameterization.name == "denoiser" and time_free and diff.graph.mask_id is not None
     return Evaluation(results, agreements, same_model)

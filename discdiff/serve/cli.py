@@ -18,7 +18,7 @@ from discdiff import console
 
 from .engine import Limits
 
-__all__ = ["DESCRIPTION", "HELP", "add_arguments", "listen", "run"]
+__all__ = ["DESCRIPTION", "HELP", "add_arguments", "is_loopback", "listen", "run"]
 
 HELP = "a local web page that shows a model denoise, infill and complete, step by step"
 
@@ -60,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how long a request may take, waiting included, before it is stopped (default: %(default)s)")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host in _LOOPBACK_NAMES:
         return True
     try:
@@ -80,7 +80,7 @@ def run(args) -> int:
     limits = Limits(max_length=args.max_length, max_steps=args.max_steps, max_samples=args.max_samples,
                     max_concurrent=args.max_concurrent, max_queue=args.max_queue, timeout_s=args.timeout).validate()
     engine = Engine.load(args.checkpoint, limits, device=args.device)
-    hosts = None if _is_loopback(args.host) else ["*"]
+    hosts = None if is_loopback(args.host) else ["*"]
     if hosts:
         print(f"discdiff serve: warning: listening on {args.host}, not loopback: anyone who can reach this "
               "machine can run generations", file=sys.stderr)

@@ -12,7 +12,7 @@ from serve_helpers import request
 
 import discdiff.serve.cli as serve_cli
 from discdiff import cli
-from discdiff.serve.cli import _is_loopback, listen
+from discdiff.serve.cli import is_loopback, listen
 
 
 def test_help_lists_every_flag_and_an_example(capsys):
@@ -124,7 +124,7 @@ def test_busy_or_impossible_ports_are_value_errors():
 @pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True),
                                             ("[::1]", True), ("0.0.0.0", False), ("192.168.1.4", False)])
 def test_loopback_detection(host, loopback):
-    assert _is_loopback(host) is loopback
+    assert is_loopback(host) is loopback
 
 
 def test_the_command_serves_the_page(char_checkpoint):
