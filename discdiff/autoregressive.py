@@ -136,10 +136,13 @@ class Autoregressive:
     @torch.no_grad()
     def sample(self, model: Model, num_samples: int, length: int, *, generator: torch.Generator | None = None,
                temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-               device=None) -> SampleOutput:
+               device=None, kv_cache: bool | None = None) -> SampleOutput:
         """Draw ``num_samples`` sequences of ``length`` tokens left to right, each draw in float64.
 
-        No KV cache: step i runs the model on the i + 1 tokens so far, so every row costs ``length`` calls.
+        ``kv_cache``: None uses the model's exact KV cache when it has one (a causal ``DiffusionTransformer``:
+        ``model.new_kv_cache()`` / ``model.causal_step``), True requires it, False recomputes: step i then runs
+        the model on the i + 1 tokens so far. With the cache step i runs one token against the cached keys and
+        values of the i before it; the logits are the same to float rounding, so are the samples.
         Returns ``SampleOutput(samples [B, L], nfe=length, nfe_per_row [B], trajectory=None)``.
         """
         for name, value in (("num_samples", num_samples), ("length", length)):
@@ -151,8 +154,15 @@ class Autoregressive:
             first = next(iter(params()), None) if params is not None else None
             device = first.device if first is not None else "cpu"
         out = torch.full((num_samples, length + 1), self.bos_id, dtype=torch.long, device=device)
+        has_cache = callable(getattr(model, "causal_step", None)) and getattr(model.config, "causal", False)
+        if kv_cache and not has_cache:
+            raise ValueError("kv_cache=True needs a causal model with a KV cache (new_kv_cache / causal_step)")
+        cache = model.new_kv_cache() if has_cache and kv_cache is not False else None
         for i in range(length):
-            logits = model(out[:, : i + 1], None)[:, -1, : self.vocab_size]  # (B, V): predicts x_i
+            if cache is None:
+                logits = model(out[:, : i + 1], None)[:, -1, : self.vocab_size]  # (B, V): predicts x_i
+            else:  # the token fed at step i is out[:, i]; the i before it are cached
+                logits = model.causal_step(cache, out[:, i: i + 1])[:, -1, : self.vocab_size]
             out[:, i + 1] = sample_from_logits(logits, generator, temperature, top_k, top_p)
         nfe_per_row = torch.full((num_samples,), length, dtype=torch.long)
         return SampleOutput(out[:, 1:], length, nfe_per_row)

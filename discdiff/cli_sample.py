@@ -21,6 +21,7 @@ DESCRIPTION = """Draw sequences from a trained model; print them, or write JSON 
     discdiff sample --model runs/sc --num-samples 4 --length 256
     discdiff sample --model runs/sc --prompt "ROMEO:" --length 128 --sampler first_hitting
     discdiff sample --model runs/sc --template "To be, or {6} to be" --out samples.jsonl
+    discdiff sample --model runs/sc-blocks --max-length 2000     # a block model: until EOS or 2000 tokens
 
 --model takes a run directory (its pretrained/), a save_pretrained directory or one checkpoint
 (runs/sc/checkpoints/step_00001000). The same --seed gives the same samples."""
@@ -32,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how many sequences to draw")
     p.add_argument("--length", type=console.positive_int, default=None, metavar="N",
                    help="tokens per sequence (default: the training context)")
+    p.add_argument("--max-length", type=console.positive_int, default=None, metavar="N",
+                   help="block models: generate blocks until EOS or N tokens, beyond the training context with a "
+                   "sliding window over the KV cache")
     from discdiff.sampling import add_sampler_arguments
 
     add_sampler_arguments(p)  # --sampler --steps --temperature --top-k --top-p --guidance and the confidence
@@ -75,6 +79,23 @@ def _check_output_file(path: Path | None) -> None:
         raise ValueError(f"--out {path}: the folder {path.parent} does not exist; create it first")
 
 
+def _block_options(args, pre) -> dict:
+    """``--max-length`` for a block model: {length: N, eos_id: the tokenizer's EOS, if it has one}."""
+    if args.max_length is None:
+        return {}
+    block_size = getattr(pre.diffusion, "block_size", None)
+    if block_size is None:
+        kind = "the autoregressive baseline" if pre.is_ar else "a full-sequence model"
+        raise ValueError(f"--max-length needs a block diffusion model (model.block_size); this is {kind}: "
+                         "use --length")
+    if args.length is not None:
+        raise ValueError("give --length or --max-length, not both")
+    if args.template is not None:
+        raise ValueError("--max-length generates open-ended text: use it with --prompt, not --template")
+    eos_id = getattr(pre.tokenizer, "eos_id", None) if pre.tokenizer is not None else None
+    return {"length": args.max_length} | ({"eos_id": eos_id} if eos_id is not None else {})
+
+
 def run(args) -> int:
     import torch
 
@@ -82,7 +103,9 @@ def run(args) -> int:
 
     _check_output_file(args.out)
     pre = from_pretrained(args.model, device=args.device)
+    block_options = _block_options(args, pre)
     length = args.length if args.length is not None else pre.config["context"]
+    length = block_options.pop("length", length)
     gen = torch.Generator(args.device).manual_seed(args.seed)
     condition = _condition(args, pre, length)
     if condition is not None:
@@ -109,7 +132,7 @@ def run(args) -> int:
             options["sampler"] = default_sampler(graph, pre.diffusion.parameterization)
             print(f"sampler: {default_sampler_reason(graph, pre.diffusion.parameterization)}", file=sys.stderr)
         out = pre.diffusion.sample(pre.model, args.num_samples, length, generator=gen, device=args.device,
-                                   condition=condition, **options)
+                                   condition=condition, **options, **block_options)
         ids = out.samples
     rows = []
     for row in ids.tolist():

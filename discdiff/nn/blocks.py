@@ -31,7 +31,8 @@ import functools
 import torch
 from torch import Tensor
 
-__all__ = ["BlockCacheMethods", "KVCache", "block_causal_mask", "block_forward", "extend_kv_cache", "training_mask"]
+__all__ = ["BlockCacheMethods", "KVCache", "block_causal_mask", "block_forward", "causal_step", "extend_kv_cache",
+           "sliding_block_mask", "sliding_window_forward", "training_mask"]
 
 
 @functools.lru_cache(maxsize=16)
@@ -65,6 +66,22 @@ def block_causal_mask(length: int, block_size: int, device: torch.device | None 
     return block[None, :] <= block[:, None]
 
 
+@functools.lru_cache(maxsize=16)
+def sliding_block_mask(length: int, block_size: int, window: int, device: torch.device | None = None) -> Tensor:
+    """Bool (T, T): query i (block k = i // b) sees key j iff k - window // b <= j // b <= k.
+
+    Block-causal attention whose view reaches back ``window`` tokens (a multiple of b) before the query's own
+    block: the attention of generation beyond the context with a sliding KV cache (``window`` = max_len - b).
+    For T <= window + b it is ``block_causal_mask``. Cached; callers must not modify it.
+    """
+    _check_sizes(length, block_size, whole=False)
+    if window < 0 or window % block_size:
+        raise ValueError(f"window must be a non-negative multiple of block_size={block_size}, got {window}")
+    block = torch.arange(length, device=device) // block_size
+    behind = block[:, None] - block[None, :]  # (T, T): how many blocks the key lies before the query
+    return (behind >= 0) & (behind <= window // block_size)
+
+
 def _check_sizes(length: int, block_size: int, whole: bool = True) -> None:
     if length < 1 or block_size < 1:
         raise ValueError(f"length and block_size must be >= 1, got {length} and {block_size}")
@@ -93,19 +110,34 @@ class KVCache:
     read by ``model(x_block, sigma_bar, kv_cache=cache)``. ``length`` P is a multiple of ``block_size``.
     """
 
-    def __init__(self, block_size: int, n_layers: int, layers: list[_LayerCache] | None = None, length: int = 0):
+    def __init__(self, block_size: int, n_layers: int, layers: list[_LayerCache] | None = None, length: int = 0,
+                 offset: int = 0):
         self.block_size, self.n_layers, self.length = block_size, n_layers, length
+        self.offset = offset  # absolute position of the first cached token (> 0 once the window has slid)
         self.layers = layers if layers is not None else [_LayerCache(None, None, False) for _ in range(n_layers)]
+
+    @property
+    def position(self) -> int:
+        """Absolute position of the next token: every token ever appended, dropped ones included."""
+        return self.offset + self.length
+
+    def trim(self, keep: int) -> None:
+        """Keep the last ``keep`` tokens' keys and values (the sliding window); their positions stay."""
+        if keep < self.length:
+            self.layers = [_LayerCache(c.keys[:, :, -keep:] if keep else c.keys[:, :, :0],
+                                       c.values[:, :, -keep:] if keep else c.values[:, :, :0], False)
+                           for c in self.layers]
+            self.offset, self.length = self.offset + self.length - keep, keep
 
     def select(self, rows: Tensor) -> KVCache:
         """The cache of a subset of the batch (a gather per layer); ``rows`` indexes the batch."""
         layers = [_LayerCache(c.keys[rows] if c.keys is not None else None,
                               c.values[rows] if c.values is not None else None, False) for c in self.layers]
-        return KVCache(self.block_size, self.n_layers, layers, self.length)
+        return KVCache(self.block_size, self.n_layers, layers, self.length, self.offset)
 
     def check(self, config, batch: int, new_tokens: int) -> None:
         """Raise ValueError unless this cache fits ``config``'s model and a batch of ``new_tokens`` tokens."""
-        if config.block_size != self.block_size:
+        if (1 if config.causal else config.block_size) != self.block_size:
             raise ValueError(f"this KV cache holds blocks of {self.block_size} tokens but the model's block_size is "
                              f"{config.block_size}")
         if config.n_layers != self.n_layers:
@@ -128,6 +160,26 @@ def _trunk(model, x_ids: Tensor, rope: Tensor, attn_mask: Tensor | None, kv: lis
     for i, block in enumerate(model.blocks):
         x = block(x, rope, attn_mask, None, kv[i] if kv is not None else None)
     return x
+
+
+def _rope(model, start: int, n: int) -> Tensor:
+    """Rotary rows of positions start .. start + n - 1 (T, 1, hs/2, 2); beyond max_len from a longer table."""
+    if start + n <= model.rope.shape[0]:
+        return model.rope[start: start + n]
+    cfg = model.config
+    table = _long_rope(_round_up(start + n), cfg.d_model // cfg.n_heads, cfg.rope_base, model.rope.device)
+    return table[start: start + n].to(model.rope.dtype)
+
+
+def _round_up(n: int) -> int:
+    return 1 << (n - 1).bit_length()  # a power of two: one table serves many calls
+
+
+@functools.lru_cache(maxsize=4)
+def _long_rope(length: int, head_dim: int, base: float, device) -> Tensor:
+    from .layers import rotary_table
+
+    return rotary_table(length, head_dim, base)[:, None].to(device)
 
 
 def _head(model, x: Tensor) -> Tensor:
@@ -163,7 +215,7 @@ def block_forward(model, x_t: Tensor, padding_mask: Tensor | None = None, *, x0:
         if padding_mask is not None:
             raise ValueError("a cached block call takes no padding_mask")
         kv_cache.check(cfg, B, T)
-        rope = model.rope[kv_cache.length: kv_cache.length + T]
+        rope = _rope(model, kv_cache.position, T)
         return _head(model, _trunk(model, x_t, rope, None, kv_cache._views(store=False)))
     if x0 is None:
         mask = _with_padding(block_causal_mask(T, b, x_t.device), padding_mask)
@@ -184,18 +236,77 @@ def extend_kv_cache(model, cache: KVCache, clean: Tensor) -> None:
         raise ValueError(f"extend the KV cache with one whole block (B, {cache.block_size}), got {tuple(clean.shape)}")
     cache.check(model.config, clean.shape[0], clean.shape[1])
     views = cache._views(store=True)
-    _trunk(model, clean, model.rope[cache.length: cache.length + clean.shape[1]], None, views)
+    _trunk(model, clean, _rope(model, cache.position, clean.shape[1]), None, views)
     cache.layers, cache.length = views, cache.length + clean.shape[1]
+    cache.trim(model.config.max_len - cache.block_size)  # the sliding window: see sliding_window_forward
+
+
+def sliding_window_forward(model, x: Tensor) -> Tensor:
+    """A block model's logits (B, T, S_out) over a sequence of any length T, without a cache: the reference of
+    generation beyond the training context.
+
+    Attention is ``sliding_block_mask(T, b, W)`` with W = max_len - b in every layer: block k sees itself and
+    the W tokens before it, at their absolute rotary positions (beyond max_len from a longer table; rotary
+    scores depend only on position differences, and these stay < max_len as in training). For T <= max_len
+    this is the model's ordinary block-causal forward. A sliding KV cache (``extend_kv_cache`` keeps the last
+    W tokens' keys and values) computes exactly this.
+
+    What it approximates: a token's keys and values in layer l > 1 still carry, through the layers below,
+    tokens that have left the window (the receptive field grows by W per layer), and the oldest key in the
+    window is mid-text, where in training the first key of a context always was the start of a window. The
+    model saw neither in training; p(x^k | x^{<k}) is replaced by the model's answer under this attention.
+    """
+    cfg = model.config
+    if cfg.block_size is None:
+        raise ValueError("sliding_window_forward needs a block model (model.block_size)")
+    if x.dim() != 2 or x.dtype not in (torch.long, torch.int32):
+        raise ValueError(f"x must be integer token ids (B, T), got {x.dtype} {tuple(x.shape)}")
+    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= cfg.num_states):
+        raise ValueError(f"token ids must lie in [0, {cfg.num_states})")
+    T = x.shape[1]
+    mask = sliding_block_mask(T, cfg.block_size, cfg.max_len - cfg.block_size, x.device)
+    return _head(model, _trunk(model, x, _rope(model, 0, T), mask))
+
+
+def causal_step(model, cache: KVCache, tokens: Tensor) -> Tensor:
+    """A causal model's logits (B, n, S_out) for ``tokens`` (B, n) at positions P .. P + n - 1 after the P cached
+    ones; their keys and values are appended to ``cache``. Token i sees the cache and tokens <= i, exactly as
+    in the full causal forward over [cached tokens ; tokens] (the autoregressive baseline's KV cache)."""
+    cfg = model.config
+    if not cfg.causal:
+        raise ValueError("causal_step needs a causal model (the autoregressive baseline)")
+    if tokens.dim() != 2 or tokens.shape[1] < 1:
+        raise ValueError(f"tokens must have shape (B, n >= 1), got {tuple(tokens.shape)}")
+    B, n = tokens.shape
+    if cache.length + n > cfg.max_len:
+        raise ValueError(f"cache length {cache.length} + {n} tokens exceeds max_len={cfg.max_len}")
+    rows = cache.layers[0].keys.shape[0] if cache.layers[0].keys is not None else B
+    if rows != B or cache.n_layers != cfg.n_layers or cache.block_size != 1:
+        raise ValueError(f"this KV cache ({rows} rows, {cache.n_layers} layers, block_size={cache.block_size}) "
+                         f"does not fit a causal model of {cfg.n_layers} layers and {B} rows")
+    P = cache.length
+    mask = torch.ones(n, P + n, dtype=torch.bool, device=tokens.device).tril(P)  # key j <= P + i
+    views = cache._views(store=True)
+    logits = _head(model, _trunk(model, tokens, _rope(model, P, n), mask, views))
+    cache.layers, cache.length = views, P + n
+    return logits
 
 
 class BlockCacheMethods:
     """The KV-cache methods of a block model (``DiffusionTransformer`` mixes them in)."""
 
     def new_kv_cache(self) -> KVCache:
-        """An empty KV cache for this block model."""
+        """An empty KV cache for this block model (or, for a causal model, one of one-token blocks)."""
+        if self.config.causal:
+            return KVCache(1, self.config.n_layers)
         if self.config.block_size is None:
             raise ValueError("a KV cache needs a block model (model.block_size); this one is full-sequence")
         return KVCache(self.config.block_size, self.config.n_layers)
+
+    def causal_step(self, cache: KVCache, tokens: Tensor) -> Tensor:
+        """Logits (B, n, S_out) of a causal model for ``tokens`` after the cached ones; appends them to ``cache``."""
+        self._check_inputs(tokens, None, None)
+        return causal_step(self, cache, tokens)
 
     def extend_kv_cache(self, cache: KVCache, clean: Tensor) -> None:
         """Append one finished block's clean tokens (B, block_size) to ``cache`` (one forward of b tokens)."""

@@ -12,6 +12,10 @@ p(x^k | x^{<k}) and the sequence one of p(x). Two contexts answer the same quest
 
 A block's predictions are counted as NFE like any sampler's; the cache adds one forward of b clean tokens per
 finished block, not counted there. Rows whose EOS has appeared leave the batch (and the cache).
+
+Beyond the training context (``length`` > max_len) the cache slides: it keeps the last max_len - b tokens'
+keys and values, and the recomputing context runs ``sliding_window_forward`` (the same attention, from scratch);
+see that function for what this approximates.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 from torch import Tensor
 
 from discdiff.model_call import call_model, unwrap_model
+from discdiff.nn.blocks import sliding_window_forward
 
 from . import SAMPLERS
 from .base import SampleOutput
@@ -46,7 +51,12 @@ class RecomputeContext:
     def logits(self, model, x: Tensor, sigma_bar: Tensor, rows: Tensor | None) -> Tensor:
         """The model's output [r, n, S] for the block ``x`` [r, n] of the batch rows ``rows``."""
         prefix = self.prefix if _all_rows(rows, len(self.prefix)) else self.prefix[rows]
-        out = call_model(model, torch.cat([prefix, x], dim=1), sigma_bar, num_clean_states=self.num_clean_states)
+        tokens = torch.cat([prefix, x], dim=1)
+        net = unwrap_model(model)
+        if tokens.shape[1] > getattr(getattr(net, "config", None), "max_len", tokens.shape[1]):
+            out = sliding_window_forward(net, tokens)  # beyond the context: the sliding window, as the cache
+        else:
+            out = call_model(model, tokens, sigma_bar, num_clean_states=self.num_clean_states)
         return out[:, prefix.shape[1]:]
 
     def append(self, clean: Tensor) -> None:
