@@ -75,8 +75,9 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     start = p.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="continue exactly (weights, EMA, optimizer, data "
                        "position, RNG) from the newest checkpoint in OUT that verifies; damaged newer ones are "
-                       "named and skipped, never deleted. If OUT has no checkpoint at all: with --config a new run "
-                       "starts there (saying so), without --config it is an error")
+                       "named and skipped, never deleted. If OUT has no checkpoint at all (a run killed before its "
+                       "first save): with --config or --set a new run starts there from that config (saying so), "
+                       "with neither it is an error")
     start.add_argument("--overwrite", action="store_true", help="delete the earlier run in OUT (checkpoints/, "
                        "pretrained/, metrics.jsonl) and start over; without it (or --resume) training into a "
                        "directory that holds a run is refused")
@@ -104,9 +105,9 @@ def _train(args) -> int:
         if found.checkpoint is not None:
             saved = found.checkpoint.state["config"]
             cfg = config_from_dict(apply_overrides(saved, [*args.overrides, f"out_dir={cfg.out_dir}"]))
-        elif not run_contents(cfg.out_dir):
-            raise ValueError(f"no checkpoint in {cfg.out_dir} to resume from; pass --config to start a new run "
-                             "there")
+        elif not run_contents(cfg.out_dir) and not args.overrides:
+            raise ValueError(f"no checkpoint in {cfg.out_dir} to resume from; pass --config (or the run's --set "
+                             "values) to start a new run there")
     trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite)
     try:
         trainer.fit()

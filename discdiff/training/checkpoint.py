@@ -324,7 +324,9 @@ def _prune(root: Path, keep: int, step: int, damaged) -> None:
     older = [p for s, p in step_dirs(root.parent) if s < step]
     kept = [p for p in older if p.name not in damaged and (p / MANIFEST).is_file()][: max(keep, 1) - 1]
     for path in older:
-        if path not in kept:
-            shutil.rmtree(path, ignore_errors=True)
+        if path not in kept:  # hidden first, then deleted: a kill mid-delete never leaves a half step folder
+            doomed = root / f".tmp-pruned-{path.name}-{os.getpid()}"
+            os.replace(path, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
     for stale in [*root.glob(".tmp-*"), *root.glob(".*.tmp-*")]:
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)

@@ -23,9 +23,11 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import random
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from discdiff.data import TokenLoader
@@ -378,6 +380,11 @@ class Trainer:
 def _seed_global_rng(seed: int, device: torch.device) -> None:
     """torch.manual_seed without its per-call probing of every accelerator backend (~1 ms each)."""
     torch.default_generator.manual_seed(seed)
+    # numpy's and python's global generators are seeded too (nothing here draws from them, but a checkpoint
+    # stores their states): otherwise they hold OS entropy and a resumed run's RNG files differ from those of
+    # an uninterrupted run although every weight is identical
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
     if device.type == "cuda":
         torch.cuda.manual_seed(seed)
 
