@@ -156,6 +156,7 @@ def _eval(args) -> int:
     from discdiff.training import from_pretrained
 
     pre = from_pretrained(args.model, device=args.device)
+    _check_same_tokenizer(pre.tokenizer, Path(args.data))
     max_sequences = None if args.max_batches is None else args.max_batches * args.batch_size
     context = args.context if args.context is not None else pre.config["context"]
     data = load_eval_data(args.data, context=context, vocab_size=pre.vocab_size,
@@ -164,6 +165,18 @@ def _eval(args) -> int:
     ev = evaluate(pre, data, objectives=args.objective, num_draws=args.draws, seed=args.seed, device=args.device)
     print(json.dumps(ev.to_dict(), indent=1))
     return 0
+
+
+def _check_same_tokenizer(model_tokenizer, data: Path) -> None:
+    """A prepared corpus whose tokenizer is not the model's gives a number about other tokens: refuse it
+    (equal vocabulary sizes are not enough: two character sets of one size map ids to different letters)."""
+    if model_tokenizer is None or not (data / "tokenizer").is_dir():
+        return
+    from discdiff.data import load_tokenizer
+
+    if load_tokenizer(data / "tokenizer").config() != model_tokenizer.config():
+        raise ValueError(f"{data} was tokenized with another tokenizer than the model's ({data / 'tokenizer'} "
+                         "differs); evaluate on data prepared with the model's tokenizer")
 
 
 # ------------------------------------------------------------------ prepare

@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 
 import torch
@@ -40,12 +41,44 @@ def _kappa(a: Tensor) -> Tensor:
     return torch.xlogy(a, a) - a
 
 
+def _checking_ids(method):
+    """The public token-taking methods check their ids first (a ValueError naming the range, never a torch error)."""
+    @functools.wraps(method)
+    def checked(self, x, *args, **kwargs):
+        self.check_tokens(x, "x0" if "x0" in method.__code__.co_varnames[:2] else "x")
+        return method(self, x, *args, **kwargs)
+    return checked
+
+
+def _checking_shape(method):
+    @functools.wraps(method)
+    def checked(self, shape, *args, **kwargs):
+        shape = (shape,) if isinstance(shape, int) else shape
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+            raise ValueError(f"shape must be non-negative integers, got {tuple(shape)!r}")
+        return method(self, tuple(shape), *args, **kwargs)
+    return checked
+
+
 class Graph(ABC):
-    """A rate matrix on ``num_states`` states and the quantities losses and samplers need from it."""
+    """A rate matrix on ``num_states`` states and the quantities losses and samplers need from it.
+
+    Every subclass's ``transition_probs``, ``transposed_transition`` and ``sample_transition`` check their token
+    ids, and ``sample_prior`` its shape, at the boundary (``__init_subclass__`` wraps them: one rule, not a copy
+    per graph).
+    """
 
     num_states: int
     #: id of the absorbing MASK state, or None when the graph has none
     mask_id: int | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in ("transition_probs", "transposed_transition", "sample_transition"):
+            if name in cls.__dict__:
+                setattr(cls, name, _checking_ids(cls.__dict__[name]))
+        if "sample_prior" in cls.__dict__:
+            cls.sample_prior = _checking_shape(cls.__dict__["sample_prior"])
 
     # --- input checking -------------------------------------------------------------------------
     @property
@@ -179,6 +212,10 @@ class Graph(ABC):
 def _one_hot(x: Tensor, num_states: int, dtype: torch.dtype) -> Tensor:
     return F.one_hot(x, num_states).to(dtype)
 
+
+# the base class's own implementations get the same boundary checks as the subclasses' (see Graph)
+Graph.sample_transition = _checking_ids(Graph.sample_transition)
+Graph.sample_prior = _checking_shape(Graph.sample_prior)
 
 class Absorbing(Graph):
     """Every clean token jumps to MASK (the last id, ``vocab_size``) at rate 1; MASK never leaves.

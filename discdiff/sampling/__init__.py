@@ -102,6 +102,8 @@ def run_sampler(pred: Predictor, num_samples: int, length: int, sampler: str, op
     step, with the model calls so far; an exception it raises stops sampling.
     """
     check_sample_size(num_samples, length)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     impl = resolve_sampler(sampler, pred.graph, pred.parameterization)
     reads_steps = impl in OPTIONS["steps"].samplers
     trajectory_len = ((opts.steps if reads_steps else length) + 2) if opts.return_trajectory else 0

@@ -6,7 +6,7 @@ import os
 
 import torch
 
-__all__ = ["available_memory", "check_memory", "sampling_memory"]
+__all__ = ["address_space_left", "available_memory", "check_memory", "sampling_memory"]
 
 
 def sampling_memory(num_samples: int, length: int, num_states: int, *, steps: int | None, trajectory_len: int,
@@ -45,9 +45,28 @@ def available_memory(device=None) -> int | None:
         return None
 
 
+def address_space_left() -> int | None:
+    """Bytes this process may still map under its address-space limit (``ulimit -v``, RLIMIT_AS), or None."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/status") as status:
+            used = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+        return max(limit - used, 0)
+    except (ImportError, OSError, ValueError, StopIteration):
+        return None
+
+
 def check_memory(needed: int, device=None) -> None:
-    """Raise ValueError (one line) when ``needed`` bytes exceed the memory available on ``device``."""
+    """Raise ValueError (one line) when ``needed`` bytes exceed the memory available on ``device`` (on the
+    CPU also what the process's address-space limit leaves)."""
     free = available_memory(device)
+    if device is None or torch.device(device).type == "cpu":
+        left = address_space_left()
+        free = left if free is None else free if left is None else min(free, left)
     if free is not None and needed > free:
         raise ValueError(f"this request needs about {needed / 2**30:.3g} GiB but {free / 2**30:.3g} GiB is "
                          "available; ask for fewer samples, a shorter length or fewer steps")

@@ -76,7 +76,7 @@ class Predictor:
         if context is not None and self.guidance:
             raise ValueError("guidance is not available with a block context")
         self.context = context
-        self.device = torch.device(device) if device is not None else None
+        self.device = _checked_device(device)
         self.num_rows = num_rows
         self.nfe = 0
         self._nfe_per_row: Tensor | None = None
@@ -177,3 +177,13 @@ class Predictor:
     def __repr__(self) -> str:
         return (f"Predictor({type(self.model).__name__}, {self.graph!r}, {self.schedule!r}, "
                 f"{self.parameterization.name!r}, guidance={self.guidance}, cache={self.cache})")
+
+
+def _checked_device(device) -> torch.device | None:
+    """``torch.device(device)``, with a one-line ValueError for a name torch does not know."""
+    if device is None or isinstance(device, torch.device):
+        return device
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None

@@ -139,7 +139,7 @@ class DataConfig:
         _check(self.valid is None or bool(self.valid), "valid", "a path or null", self.valid)
         _at_least("context", self.context, 1)
         if self.vocab_size is not None:
-            _at_least("vocab_size", self.vocab_size, 1)
+            _at_least("vocab_size", self.vocab_size, 2)  # one token has nothing to model
         _one_of("dtype", self.dtype, DTYPES)
         _at_least("synthetic_tokens", self.synthetic_tokens, 2)
 
