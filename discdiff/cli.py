@@ -80,6 +80,9 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     start.add_argument("--overwrite", action="store_true", help="delete the earlier run in OUT (checkpoints/, "
                        "pretrained/, metrics.jsonl) and start over; without it (or --resume) training into a "
                        "directory that holds a run is refused")
+    p.add_argument("--init-from", default=None, metavar="MODEL", help="start a NEW run (step 0, fresh optimizer) "
+                   "from the weights of this model (a run, pretrained/ or checkpoint directory), e.g. to fine-tune "
+                   "it on prompt-response pairs; its architecture must match the config (same as --set init_from=)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     p.add_argument("--list-keys", action="store_true", help="print every valid config key and exit")
 
@@ -93,6 +96,7 @@ def _train(args) -> int:
         print("\n".join(valid_keys()))
         return 0
     overrides = list(args.overrides) + ([f"out_dir={args.out}"] if args.out else [])
+    overrides += [f"init_from={args.init_from}"] if args.init_from else []
     cfg = load_config(args.config, overrides)
     if args.print_config:
         import yaml

@@ -38,6 +38,9 @@ class Batch(NamedTuple):
     tokens: torch.Tensor  # LongTensor[B, L]
     mask: torch.Tensor  # BoolTensor[B, L], True = real token, False = padding
     labels: torch.Tensor | None  # LongTensor[B] class labels where the corpus has them, else None
+    # BoolTensor[B, L] the positions the loss scores (prompt-response pairs: the response and its EOS
+    # padding); None: every real position. The attention mask is `mask`, never this.
+    loss_mask: torch.Tensor | None = None
 
 
 class TruncationWarning(UserWarning):
@@ -140,6 +143,10 @@ def open_dataset(header: str | Path, context: int, **kwargs) -> WindowDataset | 
     if data.layout == "stream":
         return WindowDataset(data, context, **kwargs)
     tok = load_tokenizer(data.tokenizer_dir)
+    if data.layout == "pairs":
+        from .pairs import PairDataset
+
+        return PairDataset(data, context, eos_id=tok.eos_id)
     if isinstance(tok, PixelTokenizer):
         _check_image_context(data, tok, context)
     for name in ("eos_id", "pad_id", "bos_id"):
