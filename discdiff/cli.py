@@ -161,6 +161,15 @@ def _eval(args) -> int:
     pre = from_pretrained(args.model, device=args.device)
     max_sequences = None if args.max_batches is None else args.max_batches * args.batch_size
     context = args.context if args.context is not None else pre.config["context"]
+    from discdiff.evaluation.conditional import conditional_nll, is_pair_data, load_pair_batches
+
+    if is_pair_data(args.data, args.split, context):  # prompt -> response: -log p(response | prompt)
+        pairs = load_pair_batches(args.data, context=context, split=args.split, max_sequences=max_sequences,
+                                  batch_size=args.batch_size, seed=args.seed)
+        res = conditional_nll(pre.model, pre.diffusion, pairs, (args.objective or [None])[0], num_draws=args.draws,
+                              seed=args.seed, device=args.device)
+        print(json.dumps({"conditional": "-log p(response | prompt), per response token", **res.to_dict()}, indent=1))
+        return 0
     data = load_eval_data(args.data, context=context, vocab_size=pre.vocab_size,
                           split=args.split, batch_size=args.batch_size, max_sequences=max_sequences,
                           seed=args.seed)

@@ -121,7 +121,8 @@ def run(args) -> int:
     answers = args.prompt is not None and cli_condition.conditioning_of(pre).get("prompt_response")
     prompt_length = int(condition.known[0].sum()) if answers else 0
     for row in ids.tolist():
-        rows.append({"ids": row, "text": pre.tokenizer.decode(row) if pre.tokenizer is not None else None})
+        text = pre.tokenizer.decode(row) if pre.tokenizer is not None else None
+        rows.append({"ids": row, "text": text.tolist() if hasattr(text, "tolist") else text})  # images: grey levels
         if answers:  # a prompt-response model: the answer after the prompt, up to its first EOS
             rows[-1]["response"] = cli_condition.response_of(row, prompt_length, pre.tokenizer)
         if label is not None:
