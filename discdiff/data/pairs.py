@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .build import SCRATCH_DIR, TOKENIZER_DIR, Built, Timer, every_nth, fetch_pypi_sdist, notice, text_tokenizer
-from .loader import Batch, TruncationWarning
+from .loader import LAYOUT_DATASETS, Batch, TruncationWarning
 from .packing import TokenFile, TokenWriter
 from .readers import DataError, read_utf8
 from .sources import extract
@@ -81,6 +81,9 @@ class PairDataset:
         loss_mask = torch.arange(self.context)[None, :] >= prompt[:, None]  # [B, L]: response + EOS padding
         tokens = torch.from_numpy(tokens)
         return Batch(tokens, torch.ones_like(tokens, dtype=torch.bool), None, loss_mask)
+
+
+LAYOUT_DATASETS["pairs"] = lambda data, context, tok: PairDataset(data, context, eos_id=tok.eos_id)
 
 
 def pack_pairs(out: Path, splits: dict[str, list[Pair]], tok, max_tokens: int | None) -> tuple[dict, dict]:

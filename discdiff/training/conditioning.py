@@ -60,9 +60,12 @@ def check_labels(num_classes: int | None, dataset, p_drop: float) -> None:
                          f"{num_classes} must exceed them")
 
 
-def conditioning_record(num_classes: int | None, p_drop: float, dataset) -> dict:
-    """The `conditioning` entry of a pretrained config: what `sample --label/--guidance` checks against."""
+def conditioning_record(num_classes: int | None, p_drop: float, dataset) -> dict | None:
+    """The `conditioning` entry of a pretrained config: what `sample --label/--guidance` checks against
+    (None for an unconditional model: nothing to record)."""
     prompts = getattr(getattr(dataset, "data", None), "prompt_lengths", None) is not None
+    if num_classes is None and not prompts:
+        return None
     names = label_names_of(dataset) if num_classes is not None else None
     return {"num_classes": num_classes, "label_names": names, "condition_dropout": p_drop,
             "prompt_response": prompts}
