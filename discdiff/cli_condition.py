@@ -46,20 +46,22 @@ def label_id(text: str | int, num_classes: int | None, names: list[str], name: s
     raise ValueError(f"{name} {text!r} is not a class of this model; choose one of: {choices}")
 
 
-def check_null_guidance(pre, guidance: float, mode: str, label: int | None, has_prompt: bool) -> None:
+def check_null_guidance(conditioning: dict, guidance: float, mode: str, label: int | None, has_prompt: bool,
+                        flag: str = "--guidance") -> None:
     """Guidance against the null branch needs a condition and a model that learned the unconditional
-    branch (trained with condition_dropout > 0); say which fix applies."""
+    branch (trained with condition_dropout > 0; ``conditioning``: ``conditioning_of(pre)``); say which fix
+    applies. ``flag`` names the option in the message (the web demo: "guidance")."""
     if not guidance:
         return
     if label is None and not has_prompt:
-        raise ValueError("--guidance needs a prompt: use --prompt or --template (or --label on a class-conditional "
+        raise ValueError(f"{flag} needs a prompt: use --prompt or --template (or --label on a class-conditional "
                          "model)")
     if mode != "null":
         return
-    if label is None and not conditioning_of(pre).get("prompt_response"):
+    if label is None and not conditioning.get("prompt_response"):
         return  # an unconditional model's prompt: the null branch masks it, which every masked model was trained on
-    if not conditioning_of(pre).get("condition_dropout"):
-        raise ValueError("--guidance (mode null) needs a model trained with condition dropout (set "
+    if not conditioning.get("condition_dropout"):
+        raise ValueError(f"{flag} (mode null) needs a model trained with condition dropout (set "
                          "condition_dropout > 0 when training); this one never learned the unconditional branch. "
                          "Use --guidance-mode infill to contrast with the known positions masked instead")
 

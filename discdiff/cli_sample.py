@@ -103,8 +103,9 @@ def run(args) -> int:
 
         options = sampler_options_from_args(args)  # the library's checks, in the CLI's words:
         graph, kind = pre.diffusion.graph, type(pre.diffusion.graph).__name__
-        cli_condition.check_null_guidance(pre, options.get("guidance"), options.get("guidance_mode", "null"), label,
-                                          condition is not None)
+        conditioning = cli_condition.conditioning_of(pre)
+        cli_condition.check_null_guidance(conditioning, options.get("guidance"), options.get("guidance_mode", "null"),
+                                          label, condition is not None)
         if options.get("guidance") and graph.mask_id is None and (label is None or args.guidance_mode != "null"):
             raise ValueError(f"--guidance needs a masked (absorbing) model; this one is {kind}")
         fits = [n for n, s in SAMPLERS.items() if not (s.needs_mask and graph.mask_id is None)]

@@ -253,15 +253,21 @@ class Engine:
             raise RequestError(f"seed must lie in [0, 2^63), got {seed}")
         extras = {k: options.pop(k) for k in list(options) if k not in _SHARED}
         self._check_blocks(extras, steps, len(ids))
-        label = payload.get("label")
-        if label is not None:
-            from discdiff.cli_condition import label_id
-
-            try:
-                label = label_id(label, self.conditioning.get("num_classes"), self._label_names() or [], "label")
-            except ValueError as e:
-                raise RequestError(str(e)) from None
+        known = any(i is not None for i in ids)  # a prompt or infill: guidance's null branch may mask it
+        label = self._label(payload.get("label"), options.get("guidance"), known)
         return Job(sampler, steps, num_samples, ids, seed, options, extras, label)
+
+    def _label(self, label, guidance: float | None, has_prompt: bool) -> int | None:
+        """The request's class id (a name or an integer), and whether its guidance has a trained null branch."""
+        from discdiff.cli_condition import check_null_guidance, label_id
+
+        try:
+            if label is not None:
+                label = label_id(label, self.conditioning.get("num_classes"), self._label_names() or [], "label")
+            check_null_guidance(self.conditioning, guidance or 0.0, "null", label, has_prompt, "guidance")
+        except ValueError as e:
+            raise RequestError(str(e)) from None
+        return label
 
     def _sampler(self, sampler) -> str:
         if sampler is None:
