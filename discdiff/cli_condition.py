@@ -43,7 +43,9 @@ def label_id(text: str | int, num_classes: int | None, names: list[str], name: s
     lowered = [n.lower() for n in names]
     if text.lower() in lowered:
         return lowered.index(text.lower())
-    raise ValueError(f"{name} {text!r} is not a class of this model; choose one of: {choices}")
+    hint = "" if names else " (its training data recorded no class names: give an id, or prepare the corpus " \
+        "again with --force and retrain to use names)"
+    raise ValueError(f"{name} {text!r} is not a class of this model; choose one of: {choices}{hint}")
 
 
 def check_null_guidance(conditioning: dict, guidance: float, mode: str, label: int | None, has_prompt: bool,
