@@ -102,24 +102,36 @@ class Autoregressive:
         return F.log_softmax(self.logits(model, x0, padding_mask), dim=-1)
 
     def loss(self, model: Model, x0: Tensor, objective: str | None = None, *, t: Tensor | None = None,
-             generator: torch.Generator | None = None, padding_mask: Tensor | None = None) -> Tensor:
+             generator: torch.Generator | None = None, padding_mask: Tensor | None = None,
+             loss_mask: Tensor | None = None, label: Tensor | None = None) -> Tensor:
         """Exact -log p(x0) per sequence, [B] nats. Padded targets (padding_mask False) add nothing and
-        padded inputs are invisible to real positions; ``t`` and ``generator`` are unused (nothing is drawn)."""
+        padded inputs are invisible to real positions; ``t`` and ``generator`` are unused (nothing is drawn).
+
+        ``loss_mask`` [B, L] (inside padding_mask) sums only those targets: with the prompt first and the
+        loss on the response, it is the exact conditional -log p(response | prompt) (the chain rule).
+        """
         if objective not in (None, "exact"):
             raise ValueError(f"the autoregressive baseline has one objective, 'exact'; got {objective!r}")
+        if label is not None:
+            raise ValueError("the autoregressive baseline takes no class label")
+        if loss_mask is not None and (loss_mask.dtype != torch.bool or loss_mask.shape != x0.shape):
+            raise ValueError(f"loss_mask must be a BoolTensor of shape {tuple(x0.shape)}")
         self._check_tokens(x0, padding_mask)
         logits = self.logits(model, x0, padding_mask)  # (B, L, V)
         B, L, V = logits.shape
         token_nll = F.cross_entropy(logits.reshape(B * L, V), x0.reshape(-1).long(), reduction="none").view(B, L)
         if padding_mask is not None:
             token_nll = token_nll.masked_fill(~padding_mask, 0.0)
+        if loss_mask is not None:
+            token_nll = token_nll.masked_fill(~loss_mask, 0.0)
         return token_nll.sum(dim=1)
 
     def nll(self, model: Model, x0: Tensor, objective: str | None = None, *, num_draws: int = 1,
-            generator: torch.Generator | None = None, padding_mask: Tensor | None = None) -> NLLEstimate:
+            generator: torch.Generator | None = None, padding_mask: Tensor | None = None,
+            loss_mask: Tensor | None = None, label: Tensor | None = None) -> NLLEstimate:
         """``NLLEstimate(mean, stderr)`` with the exact NLL as mean (float64) and stderr = 0: no Monte Carlo."""
         with torch.no_grad():
-            mean = self.loss(model, x0, objective, padding_mask=padding_mask).double()
+            mean = self.loss(model, x0, objective, padding_mask=padding_mask, loss_mask=loss_mask, label=label).double()
         return NLLEstimate(mean, torch.zeros_like(mean))
 
     def _check_tokens(self, x0: Tensor, padding_mask: Tensor | None) -> None:

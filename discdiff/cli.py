@@ -81,6 +81,9 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     start.add_argument("--overwrite", action="store_true", help="delete the earlier run in OUT (checkpoints/, "
                        "pretrained/, metrics.jsonl) and start over; without it (or --resume) training into a "
                        "directory that holds a run is refused")
+    p.add_argument("--init-from", default=None, metavar="MODEL", help="start a NEW run (step 0, fresh optimizer) "
+                   "from the weights of this model (a run, pretrained/ or checkpoint directory), e.g. to fine-tune "
+                   "it on prompt-response pairs; its architecture must match the config (same as --set init_from=)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     p.add_argument("--list-keys", action="store_true", help="print every valid config key and exit")
 
@@ -94,6 +97,7 @@ def _train(args) -> int:
         print("\n".join(valid_keys()))
         return 0
     overrides = list(args.overrides) + ([f"out_dir={args.out}"] if args.out else [])
+    overrides += [f"init_from={args.init_from}"] if args.init_from else []
     cfg = load_config(args.config, overrides)
     if args.print_config:
         import yaml
@@ -159,6 +163,15 @@ def _eval(args) -> int:
     _check_same_tokenizer(pre.tokenizer, Path(args.data))
     max_sequences = None if args.max_batches is None else args.max_batches * args.batch_size
     context = args.context if args.context is not None else pre.config["context"]
+    from discdiff.evaluation.conditional import conditional_nll, is_pair_data, load_pair_batches
+
+    if is_pair_data(args.data, args.split, context):  # prompt -> response: -log p(response | prompt)
+        pairs = load_pair_batches(args.data, context=context, split=args.split, max_sequences=max_sequences,
+                                  batch_size=args.batch_size, seed=args.seed)
+        res = conditional_nll(pre.model, pre.diffusion, pairs, (args.objective or [None])[0], num_draws=args.draws,
+                              seed=args.seed, device=args.device)
+        print(json.dumps({"conditional": "-log p(response | prompt), per response token", **res.to_dict()}, indent=1))
+        return 0
     data = load_eval_data(args.data, context=context, vocab_size=pre.vocab_size,
                           split=args.split, batch_size=args.batch_size, max_sequences=max_sequences,
                           seed=args.seed)

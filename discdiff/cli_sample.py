@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from discdiff import console
+from discdiff import cli_condition, console
 
 __all__ = ["DESCRIPTION", "DEVICE_HELP", "HELP", "MODEL_HELP", "add_arguments", "run"]
 
@@ -22,6 +22,8 @@ DESCRIPTION = """Draw sequences from a trained model; print them, or write JSON 
     discdiff sample --model runs/sc --prompt "ROMEO:" --length 128 --sampler first_hitting
     discdiff sample --model runs/sc --template "To be, or {6} to be" --out samples.jsonl
     discdiff sample --model runs/sc-blocks --max-length 2000     # a block model: until EOS or 2000 tokens
+    discdiff sample --model runs/images-cond --label sandal --guidance 2     # a class-conditional model
+    discdiff sample --model runs/sft --prompt "$(printf 'ROMEO.\nGood morrow.\n\nJULIET.\n')"  # an SFT model answers
 
 --model takes a run directory (its pretrained/), a save_pretrained directory or one checkpoint
 (runs/sc/checkpoints/step_00001000). The same --seed gives the same samples."""
@@ -40,6 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     add_sampler_arguments(p)  # --sampler --steps --temperature --top-k --top-p --guidance and the confidence
     # sampler's --threshold --block-length --remasking --greedy, from discdiff.sampling.OPTIONS
+    cli_condition.add_label_argument(p)
     p.add_argument("--seed", type=console.seed, default=0, metavar="N", help="seed of the sampling generator")
     p.add_argument("--device", type=console.device, default="cpu", help=DEVICE_HELP)
     p.add_argument("--out", type=Path, default=None, metavar="FILE",
@@ -64,6 +67,8 @@ def _condition(args, pre, length: int):
     from discdiff.data.template import template_ids
     from discdiff.sampling import infill_template
 
+    if args.prompt is not None:
+        cli_condition.prompt_limit(pre, len(pre.tokenizer.encode(args.prompt)), length)
     ids = template_ids(text, pre.tokenizer, length if args.prompt is not None or args.length is not None else None,
                        length)
     return infill_template(ids)
@@ -108,10 +113,11 @@ def run(args) -> int:
     length = block_options.pop("length", length)
     gen = torch.Generator(args.device).manual_seed(args.seed)
     condition = _condition(args, pre, length)
+    label = cli_condition.resolve_label(args.label, pre)
     if condition is not None:
         length = condition.tokens.shape[1]  # a template without --length sets its own
     if pre.is_ar:
-        if condition is not None:
+        if condition is not None or label is not None:
             raise ValueError("--prompt / --template need a diffusion model; the AR baseline samples unprompted here")
         ids = pre.diffusion.sample(pre.model, args.num_samples, length, generator=gen, device=args.device,
                                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p).samples
@@ -120,9 +126,10 @@ def run(args) -> int:
 
         options = sampler_options_from_args(args)  # the library's checks, in the CLI's words:
         graph, kind = pre.diffusion.graph, type(pre.diffusion.graph).__name__
-        if options.get("guidance") and condition is None:
-            raise ValueError("--guidance needs a prompt: use --prompt or --template")
-        if options.get("guidance") and graph.mask_id is None:
+        conditioning = cli_condition.conditioning_of(pre)
+        cli_condition.check_null_guidance(conditioning, options.get("guidance"), options.get("guidance_mode", "null"),
+                                          label, condition is not None)
+        if options.get("guidance") and graph.mask_id is None and (label is None or args.guidance_mode != "null"):
             raise ValueError(f"--guidance needs a masked (absorbing) model; this one is {kind}")
         fits = [n for n, s in SAMPLERS.items() if not (s.needs_mask and graph.mask_id is None)]
         if options.get("sampler", fits[0]) not in fits:
@@ -132,14 +139,23 @@ def run(args) -> int:
             options["sampler"] = default_sampler(graph, pre.diffusion.parameterization)
             print(f"sampler: {default_sampler_reason(graph, pre.diffusion.parameterization)}", file=sys.stderr)
         out = pre.diffusion.sample(pre.model, args.num_samples, length, generator=gen, device=args.device,
-                                   condition=condition, **options, **block_options)
+                                   condition=condition, **options, **block_options,
+                                   **({"label": label} if label is not None else {}))
         ids = out.samples
     rows = []
+    answers = args.prompt is not None and cli_condition.conditioning_of(pre).get("prompt_response")
+    prompt_length = int(condition.known[0].sum()) if answers else 0
     for row in ids.tolist():
-        rows.append({"ids": row, "text": pre.tokenizer.decode(row) if pre.tokenizer is not None else None})
+        text = pre.tokenizer.decode(row) if pre.tokenizer is not None else None
+        rows.append({"ids": row, "text": text.tolist() if hasattr(text, "tolist") else text})  # images: grey levels
+        if answers:  # a prompt-response model: the answer after the prompt, up to its first EOS
+            rows[-1]["response"] = cli_condition.response_of(row, prompt_length, pre.tokenizer)
+        if label is not None:
+            rows[-1]["label"] = label
     if args.out:
         args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     else:
         for i, r in enumerate(rows):
-            print(f"--- sample {i}\n{r['text'] if r['text'] is not None else r['ids']}")
+            shown = r.get("response", r["text"])
+            print(f"--- sample {i}\n{shown if shown is not None else r['ids']}")
     return 0

@@ -44,6 +44,23 @@ __all__ = ["Diffusion", "NLLEstimate", "stratified_uniform"]
 Model = Callable[[Tensor, Tensor], Tensor]
 
 
+class _Masks(NamedTuple):
+    """What one loss call sees: ``visible`` [B, L] real tokens (the attention mask), ``scored`` [B, L]
+    the positions noised and scored (inside ``visible``), ``label`` [B] class labels or None."""
+
+    visible: Tensor
+    scored: Tensor
+    label: Tensor | None
+
+    @classmethod
+    def of(cls, padding_mask: Tensor, loss_mask: Tensor | None, label: Tensor | None) -> _Masks:
+        if loss_mask is None:
+            return cls(padding_mask, padding_mask, label)
+        if bool((loss_mask & ~padding_mask).any()):
+            raise ValueError("loss_mask marks padding positions; it must lie inside padding_mask (real tokens)")
+        return cls(padding_mask, loss_mask, label)
+
+
 class NLLEstimate(NamedTuple):
     """Monte Carlo NLL bound per sequence: ``mean`` [B] nats and its standard error ``stderr`` [B]."""
 
@@ -136,6 +153,8 @@ class Diffusion:
         t: Tensor | None = None,
         generator: torch.Generator | None = None,
         padding_mask: Tensor | None = None,
+        loss_mask: Tensor | None = None,
+        label: Tensor | None = None,
     ) -> Tensor:
         """Per-sequence loss [B] in nats; its mean over draws bounds -log p_theta(x0) (see module doc).
 
@@ -145,7 +164,13 @@ class Diffusion:
             objective: one of ``self.objectives``; default score entropy for "score", t-DCE for "denoiser".
             t: times [B] in [0, 1] (or masking probabilities for lambda_dce); drawn stratified if None.
             generator: the source of every random draw, for reproducible (and resumable) training.
-            padding_mask: BoolTensor [B, L], True on real tokens. Pad positions are never noised and add 0.
+            padding_mask: BoolTensor [B, L], True on real tokens. Pad positions are never noised, add 0,
+                and no real position attends to them (the attention mask).
+            loss_mask: BoolTensor [B, L], True on the positions that are noised and scored (a subset of
+                padding_mask; None: every real position). A real position outside it is context: never
+                noised, adds 0, always visible, e.g. the prompt of supervised fine-tuning, so the
+                expectation bounds -log p_theta(x0[loss_mask] | x0[context]).
+            label: LongTensor [B] class labels for a class-conditional model (``call_model`` passes it).
         """
         objective = objective or self.default_objective
         if objective not in self._objectives:
@@ -153,12 +178,12 @@ class Diffusion:
         x0 = self.graph.check_tokens(x0, "x0", clean=True)
         if x0.ndim != 2:
             raise ValueError(f"x0 must be [batch, length], got shape {tuple(x0.shape)}")
-        valid = self._valid(padding_mask, x0)
+        masks = _Masks.of(self._valid(padding_mask, x0), self._valid(loss_mask, x0, "loss_mask"), label)
         if t is not None:
             t = check_times(t).to(x0.device)
             if t.shape != (x0.shape[0],):
                 raise ValueError(f"t must have shape [{x0.shape[0]}], got {tuple(t.shape)}")
-        return self._objectives[objective](model, x0, valid, t, generator)
+        return self._objectives[objective](model, x0, masks, t, generator)
 
     def draw_times(
         self,
@@ -197,6 +222,8 @@ class Diffusion:
         num_draws: int = 16,
         generator: torch.Generator | None = None,
         padding_mask: Tensor | None = None,
+        loss_mask: Tensor | None = None,
+        label: Tensor | None = None,
     ) -> NLLEstimate:
         """Monte Carlo estimate of each sequence's bound on -log p_theta(x0), in nats (float64).
 
@@ -210,7 +237,8 @@ class Diffusion:
         Student's t with D - 1 degrees of freedom (few draws, skewed integrands); means over many
         sequences (``discdiff.evaluation``) are close to normal. Every random draw (times, noise)
         comes from ``generator``. Runs under ``torch.no_grad``; the caller sets the model's eval mode.
-        ``padding_mask`` [B, L] (True on real tokens) goes to ``loss``: pad positions add nothing.
+        ``padding_mask`` [B, L] (True on real tokens), ``loss_mask`` and ``label`` go to ``loss``: pad
+        positions add nothing; with a loss mask (a prompt as context) it bounds -log p(response | prompt).
         """
         objective = objective or self.default_objective
         if objective == "l2":
@@ -222,22 +250,24 @@ class Diffusion:
         times = self.draw_times(x0.shape[0], objective, draws=num_draws, generator=generator, device=x0.device)
         with torch.no_grad():
             losses_bd = torch.stack([
-                self.loss(model, x0, objective, t=times[:, d], generator=generator, padding_mask=padding_mask)
-                .double()
+                self.loss(model, x0, objective, t=times[:, d], generator=generator, padding_mask=padding_mask,
+                          loss_mask=loss_mask, label=label).double()
                 for d in range(num_draws)
             ], dim=1)  # [B, D]
         return NLLEstimate(losses_bd.mean(1), (losses_bd.var(1) / num_draws).sqrt())
 
     def sample(self, model: Model, num_samples: int, length: int, sampler: str | None = None, *,
                generator: torch.Generator | None = None, condition=None, guidance: float = 0.0, device=None,
-               callback=None, **options) -> SampleOutput:
+               callback=None, label=None, **options) -> SampleOutput:
         """Draw ``num_samples`` sequences of ``length`` tokens from the reverse process.
 
         Args:
             sampler: "euler", "tau_leaping", "tweedie", "ancestral", "first_hitting" or "confidence";
                 None picks one that fits the graph (``discdiff.sampling.default_sampler``).
             condition: ``discdiff.sampling.Condition(tokens, known)``, positions pinned to known tokens.
-            guidance: classifier-free guidance weight w (needs a condition and an absorbing graph).
+            guidance: classifier-free guidance weight w (needs a label or a condition; ``guidance_mode``
+                "null" contrasts with the trained unconditional branch, "infill" masks the known positions).
+            label: class labels [num_samples] (or one int for all) of a class-conditional model.
             callback: ``callback(step, state [B, L], nfe)`` at the start (step 0) and after every step.
             options: the rows of ``discdiff.sampling.OPTIONS``: steps (default 128; first_hitting ignores
                 it, confidence splits it over blocks), temperature, top_k, top_p, t_end, denoise, cache,
@@ -257,18 +287,19 @@ class Diffusion:
         if condition is not None:
             condition = condition.validate(num_samples, length, self.graph.num_clean_states).to(device)
         predictor = Predictor(model, self.graph, self.schedule, self.parameterization, condition=condition,
-                              guidance=guidance, num_rows=num_samples, device=device, **predictor_options)
+                              guidance=guidance, num_rows=num_samples, device=device, label=label,
+                              **predictor_options)
         return run_sampler(predictor, num_samples, length, sampler, split.loop, generator=generator,
                            callback=callback)
 
     # --- helpers ------------------------------------------------------------------------------------
     @staticmethod
-    def _valid(padding_mask: Tensor | None, x0: Tensor) -> Tensor:
+    def _valid(padding_mask: Tensor | None, x0: Tensor, name: str = "padding_mask") -> Tensor | None:
         if padding_mask is None:
-            return torch.ones_like(x0, dtype=torch.bool)
+            return torch.ones_like(x0, dtype=torch.bool) if name == "padding_mask" else None
         if padding_mask.shape != x0.shape or padding_mask.dtype != torch.bool:
             raise ValueError(
-                f"padding_mask must be a BoolTensor of shape {tuple(x0.shape)}, got "
+                f"{name} must be a BoolTensor of shape {tuple(x0.shape)}, got "
                 f"{padding_mask.dtype} {tuple(padding_mask.shape)}"
             )
         return padding_mask
@@ -281,16 +312,17 @@ class Diffusion:
             return t  # u in [0, 1]; k_dce floors it in float64
         return t.clamp_min(self.t_min).to(torch.get_default_dtype())
 
-    def _call(self, model, x_t, sigma_bar, valid):
-        """The model's output on x_t; on a padded batch a model that takes ``padding_mask`` gets it
-        (``discdiff.model_call.call_model``: the one padding policy)."""
-        return call_model(model, x_t, sigma_bar, valid, num_clean_states=self.graph.num_clean_states)
+    def _call(self, model, x_t, sigma_bar, masks: _Masks):
+        """The model's output on x_t; on a padded batch a model that takes ``padding_mask`` gets the
+        attention mask, a class-conditional one its labels (``discdiff.model_call.call_model``)."""
+        return call_model(model, x_t, sigma_bar, masks.visible, num_clean_states=self.graph.num_clean_states,
+                          label=masks.label)
 
-    def _noised(self, model, x0, valid, t, generator):
+    def _noised(self, model, x0, masks: _Masks, t, generator):
         t = self._times(t, x0, generator)
         noise = self.schedule(t)
-        x_t = torch.where(valid, self.graph.sample_transition(x0, noise.total, generator), x0)
-        return noise, x_t, self._call(model, x_t, noise.total, valid)
+        x_t = torch.where(masks.scored, self.graph.sample_transition(x0, noise.total, generator), x0)
+        return noise, x_t, self._call(model, x_t, noise.total, masks)
 
     def _require_mask(self, objective: str) -> int:
         if self.graph.mask_id is None:
@@ -298,54 +330,54 @@ class Diffusion:
         return self.graph.mask_id
 
     # --- the objectives -------------------------------------------------------------------------------
-    def _score_entropy(self, model, x0, valid, t, generator):
-        noise, x_t, out = self._noised(model, x0, valid, t, generator)
+    def _score_entropy(self, model, x0, masks, t, generator):
+        noise, x_t, out = self._noised(model, x0, masks, t, generator)
         if out.shape[-1] != self.graph.num_states and self.parameterization.name == "score":
             raise ValueError(f"a score model must return {self.graph.num_states} values per position")
         log_score = self.parameterization.log_score(out, x_t, noise.total, self.graph)
         per_position = losses.score_entropy(self.graph, log_score, x_t, x0, noise.total)
-        return (1 - self.t_min) * noise.rate * (per_position * valid).sum(-1)
+        return (1 - self.t_min) * noise.rate * (per_position * masks.scored).sum(-1)
 
-    def _l2(self, model, x0, valid, t, generator):
-        noise, x_t, out = self._noised(model, x0, valid, t, generator)
+    def _l2(self, model, x0, masks, t, generator):
+        noise, x_t, out = self._noised(model, x0, masks, t, generator)
         log_score = self.parameterization.log_score(out, x_t, noise.total, self.graph)
         per_position = losses.concrete_score_l2(self.graph, log_score, x_t, x0, noise.total)
-        return (1 - self.t_min) * noise.rate * (per_position * valid).sum(-1)
+        return (1 - self.t_min) * noise.rate * (per_position * masks.scored).sum(-1)
 
-    def _t_dce(self, model, x0, valid, t, generator):
+    def _t_dce(self, model, x0, masks, t, generator):
         mask_id = self._require_mask("t_dce")
-        noise, x_t, out = self._noised(model, x0, valid, t, generator)
+        noise, x_t, out = self._noised(model, x0, masks, t, generator)
         log_probs = self.parameterization.clean_log_probs(out, x_t, noise.total, self.graph)
-        ce = losses.masked_ce(log_probs, x0, (x_t == mask_id) & valid)
+        ce = losses.masked_ce(log_probs, x0, (x_t == mask_id) & masks.scored)
         return (1 - self.t_min) * losses.t_dce_weight(noise.total, noise.rate) * ce.sum(-1)
 
-    def _masked_call(self, model, x0, masked, mask_prob, valid):
+    def _masked_call(self, model, x0, masked, mask_prob, masks):
         """Replace masked positions by MASK and ask the model; sigma_bar = -log(1 - mask_prob)."""
         x_t = torch.where(masked, self.graph.mask_id, x0)
         sigma_bar = -torch.log1p(-mask_prob.clamp_max(1 - 1e-6))
-        out = self._call(model, x_t, sigma_bar, valid)
+        out = self._call(model, x_t, sigma_bar, masks)
         return self.parameterization.clean_log_probs(out, x_t, sigma_bar, self.graph)
 
-    def _lambda_dce(self, model, x0, valid, t, generator):
+    def _lambda_dce(self, model, x0, masks, t, generator):
         self._require_mask("lambda_dce")
         lam = self._times(t, x0, generator)
         u = torch.rand(x0.shape, generator=generator, dtype=torch.float64, device=x0.device)
-        masked = (u < lam[:, None]) & valid
-        log_probs = self._masked_call(model, x0, masked, lam, valid)
+        masked = (u < lam[:, None]) & masks.scored
+        log_probs = self._masked_call(model, x0, masked, lam, masks)
         ce = losses.masked_ce(log_probs, x0, masked)
         return (1 - self.t_min) * losses.lambda_dce_weight(lam) * ce.sum(-1)
 
-    def _k_dce(self, model, x0, valid, t, generator):
+    def _k_dce(self, model, x0, masks, t, generator):
         self._require_mask("k_dce")
-        length = valid.sum(-1)
+        length = masks.scored.sum(-1)
         if (length == 0).any():
-            raise ValueError("k_dce needs at least one real (unpadded) token in every row")
+            raise ValueError("k_dce needs at least one scored (real, in the loss mask) token in every row")
         u = self._times(t, x0, generator, "k_dce")
         k = (1 + torch.floor(u.double() * length)).clamp_max(length).long()  # k ~ U{1..n}
         keys = torch.rand(x0.shape, generator=generator, dtype=torch.float64, device=x0.device)
-        keys = keys.masked_fill(~valid, 2.0)  # pads sort last and are never masked
+        keys = keys.masked_fill(~masks.scored, 2.0)  # pads and context sort last and are never masked
         rank = keys.argsort(-1).argsort(-1)
         masked = rank < k[:, None]
-        log_probs = self._masked_call(model, x0, masked, k / (length + 1.0), valid)
+        log_probs = self._masked_call(model, x0, masked, k / (length + 1.0), masks)
         ce = losses.masked_ce(log_probs, x0, masked)
         return losses.k_dce_weight(k, length) * ce.sum(-1)

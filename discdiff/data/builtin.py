@@ -43,6 +43,8 @@ from .sources import SourceUnavailable, extract
 from .tokenizer import DNATokenizer, PixelTokenizer, ProteinTokenizer
 
 SHAKESPEARE_WORKS = 42
+FASHION_MNIST_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                         "ankle-boot")  # label ids 0..9, Zalando's order
 
 
 def _text_corpus(out: Path, docs: list[Document], timer: Timer, *, validation_every: int, tokenizer: str,
@@ -174,13 +176,15 @@ def fashion_mnist(out: Path, downloads: Path, *, archive=None, levels: int = 16,
         labels = read_idx(files[f"{prefix}-labels-idx1-ubyte.gz"])
         if labels.shape != images.shape[:1]:
             raise DataError(f"{prefix}: {labels.shape[0]} labels for {images.shape[0]} images")
-        with TokenWriter(out / split, tok.vocab_size, "records", out / TOKENIZER_DIR) as w:
+        with TokenWriter(out / split, tok.vocab_size, "records", out / TOKENIZER_DIR,
+                         label_names=list(FASHION_MNIST_CLASSES)) as w:
             for ids, label in zip(tok.encode(images), labels, strict=True):
                 w.add(ids, label)
         headers[split] = w.stem.with_suffix(".json")
         stats[split] = {"records": int(images.shape[0]), "tokens": int(w.offsets[-1]),
                         "classes": np.bincount(labels, minlength=10).tolist()}
     timer.lap("encode")
+    stats["label_names"] = list(FASHION_MNIST_CLASSES)
     return Built(headers, tok, source, [deb], {**stats, "seconds": timer.seconds})
 
 

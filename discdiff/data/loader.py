@@ -38,6 +38,9 @@ class Batch(NamedTuple):
     tokens: torch.Tensor  # LongTensor[B, L]
     mask: torch.Tensor  # BoolTensor[B, L], True = real token, False = padding
     labels: torch.Tensor | None  # LongTensor[B] class labels where the corpus has them, else None
+    # BoolTensor[B, L] the positions the loss scores (prompt-response pairs: the response and its EOS
+    # padding); None: every real position. The attention mask is `mask`, never this.
+    loss_mask: torch.Tensor | None = None
 
 
 class TruncationWarning(UserWarning):
@@ -134,12 +137,18 @@ class RecordDataset:
         return Batch(torch.from_numpy(tokens), torch.from_numpy(mask), labels)
 
 
+#: layout -> dataset(token_file, context, tokenizer) for layouts defined outside this module
+LAYOUT_DATASETS: dict = {}
+
+
 def open_dataset(header: str | Path, context: int, **kwargs) -> WindowDataset | RecordDataset:
     """The dataset a split's layout calls for; a RecordDataset takes EOS / PAD from the saved tokenizer."""
     data = TokenFile.open(header)
     if data.layout == "stream":
         return WindowDataset(data, context, **kwargs)
     tok = load_tokenizer(data.tokenizer_dir)
+    if data.layout in LAYOUT_DATASETS:  # e.g. "pairs" (discdiff.data.pairs registers it)
+        return LAYOUT_DATASETS[data.layout](data, context, tok)
     if isinstance(tok, PixelTokenizer):
         _check_image_context(data, tok, context)
     for name in ("eos_id", "pad_id", "bos_id"):

@@ -3,12 +3,15 @@
     NAME.bin    ids, back to back: uint8 (vocab_size <= 256), little-endian uint16 (<= 65536) or uint32;
                 the header's `dtype` says which, so files written as uint16 by earlier versions still open
     NAME.idx    uint64 offsets of the records (or documents) in NAME.bin: num_records + 1 of them
-    NAME.labels int64 per-record class labels (optional; Fashion-MNIST has them)
+    NAME.labels int64 per-record class labels (optional; Fashion-MNIST has them; the header's
+                `label_names` names them when known)
+    NAME.prompts int64 per-record prompt lengths (layout "pairs": record = prompt ids then response ids)
     NAME.json   {"format": "discdiff-tokens", "dtype", "count", "vocab_size", "layout", "num_records",
                  "tokenizer_dir", ...}; relative paths are relative to the header
 
 `layout` says how a loader cuts examples: "stream" (running text; documents end with EOS and are cut into
-fixed-length windows regardless of document boundaries) or "records" (one example per record).
+fixed-length windows regardless of document boundaries), "records" (one example per record) or "pairs"
+(one prompt-response pair per record; the prompt is context, the loss covers the response).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 
 FORMAT = "discdiff-tokens"
 VERSION = 1
-LAYOUTS = ("stream", "records")
+LAYOUTS = ("stream", "records", "pairs")
 
 
 def dtype_for(vocab_size: int) -> np.dtype:
@@ -36,7 +39,8 @@ def dtype_for(vocab_size: int) -> np.dtype:
 class TokenWriter:
     """Append records of ids; `close()` writes the index and the header. Use as a context manager."""
 
-    def __init__(self, stem: str | Path, vocab_size: int, layout: str, tokenizer_dir: str | Path):
+    def __init__(self, stem: str | Path, vocab_size: int, layout: str, tokenizer_dir: str | Path,
+                 label_names: list[str] | None = None):
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         self.stem = Path(stem)
@@ -45,9 +49,11 @@ class TokenWriter:
         self.tokenizer_dir = Path(tokenizer_dir)
         self.offsets = [0]
         self.labels: list[int] = []
+        self.label_names = list(label_names) if label_names is not None else None
+        self.prompt_lengths: list[int] = []
         self._file = open(self.stem.with_suffix(".bin"), "wb")
 
-    def add(self, ids, label: int | None = None) -> None:
+    def add(self, ids, label: int | None = None, prompt_length: int | None = None) -> None:
         ids = np.asarray(ids)
         if ids.ndim != 1 or ids.size == 0:
             raise ValueError("each record must be a non-empty 1-D sequence of ids")
@@ -57,6 +63,13 @@ class TokenWriter:
         self.offsets.append(self.offsets[-1] + ids.size)
         if label is not None:
             self.labels.append(int(label))
+        if (prompt_length is not None) != (self.layout == "pairs"):
+            raise ValueError("layout 'pairs' needs a prompt_length per record, and only it takes one")
+        if prompt_length is not None:
+            if not 0 <= prompt_length < ids.size:
+                raise ValueError(f"prompt_length must lie in [0, {ids.size - 1}] (a response needs a token), "
+                                 f"got {prompt_length}")
+            self.prompt_lengths.append(int(prompt_length))
 
     def close(self) -> Path:
         self._file.close()
@@ -68,6 +81,8 @@ class TokenWriter:
         np.asarray(self.offsets, dtype="<u8").tofile(self.stem.with_suffix(".idx"))
         if self.labels:
             np.asarray(self.labels, dtype="<i8").tofile(self.stem.with_suffix(".labels"))
+        if self.prompt_lengths:
+            np.asarray(self.prompt_lengths, dtype="<i8").tofile(self.stem.with_suffix(".prompts"))
         header = {
             "format": FORMAT, "version": VERSION, "dtype": self.dtype.name, "count": self.offsets[-1],
             "vocab_size": self.vocab_size, "layout": self.layout, "num_records": n,
@@ -75,6 +90,10 @@ class TokenWriter:
             "labels": self.stem.with_suffix(".labels").name if self.labels else None,
             "tokenizer_dir": os.path.relpath(self.tokenizer_dir, self.stem.parent),
         }
+        if self.label_names is not None:
+            header["label_names"] = self.label_names
+        if self.prompt_lengths:
+            header["prompts"] = self.stem.with_suffix(".prompts").name
         path = self.stem.with_suffix(".json")
         path.write_text(json.dumps(header, indent=1) + "\n", encoding="utf-8")
         return path
@@ -100,6 +119,8 @@ class TokenFile:
     vocab_size: int
     layout: str
     tokenizer_dir: Path
+    label_names: list[str] | None = None  # names of the labels 0..C-1, where the corpus records them
+    prompt_lengths: np.ndarray | None = None  # [num_records], layout "pairs"
 
     @classmethod
     def open(cls, header_path: str | Path) -> TokenFile:
@@ -122,8 +143,11 @@ class TokenFile:
         if offsets.size != h["num_records"] + 1 or offsets[-1] != h["count"]:
             raise ValueError(f"{root / h['index']}: index does not match the header")
         labels = np.fromfile(root / h["labels"], dtype="<i8") if h.get("labels") else None
+        prompts = np.fromfile(root / h["prompts"], dtype="<i8") if h.get("prompts") else None
+        if prompts is not None and prompts.size != h["num_records"]:
+            raise ValueError(f"{root / h['prompts']}: {prompts.size} prompt lengths for {h['num_records']} records")
         return cls(header_path, tokens, offsets, labels, h["vocab_size"], h["layout"],
-                   (root / h["tokenizer_dir"]).resolve())
+                   (root / h["tokenizer_dir"]).resolve(), h.get("label_names"), prompts)
 
     @property
     def num_records(self) -> int:

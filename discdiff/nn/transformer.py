@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import BlockCacheMethods, KVCache, block_forward
+from .labels import LabelEmbedding
 from .layers import NoiseEmbedding, Norm, rotary_qkv, rotary_table
 
 
@@ -62,6 +63,9 @@ class ModelConfig:
     rope_base: float = 10_000.0
     # Block diffusion (discdiff.blocks): bidirectional inside blocks of this many tokens, causal across them.
     block_size: int | None = None
+    # Class-conditional model: labels 0..num_classes-1, and id num_classes is the null label (the
+    # unconditional branch that classifier-free guidance contrasts with). None: the model takes no label.
+    num_classes: int | None = None
 
     def __post_init__(self) -> None:
         # Messages start with the field's name: a training config prefixes its section ("model.").
@@ -76,6 +80,10 @@ class ModelConfig:
             if self.time_conditioning:
                 raise ValueError("block_size needs a time-free model (time_conditioning: false): each block "
                                  "draws its own noise level")
+        if self.num_classes is not None:
+            _at_least("num_classes", self.num_classes, 1)
+            if self.block_size is not None:
+                raise ValueError("num_classes with block_size: class labels are not wired into block models yet")
         if self.d_model % self.n_heads != 0:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if (self.d_model // self.n_heads) % 2 != 0:
@@ -217,6 +225,10 @@ class DiffusionTransformer(BlockCacheMethods, nn.Module):
         self.config = cfg = config
         self.tok_emb = nn.Embedding(cfg.num_states, cfg.d_model)
         self.noise_emb = NoiseEmbedding(cfg.cond_dim) if cfg.time_conditioning else None
+        # Class label (num_classes + 1 rows, the last one the null label): added to the adaLN conditioning
+        # vector of a time-conditioned model (DiT), to every token embedding of a time-free one (see forward).
+        width = cfg.cond_dim if cfg.time_conditioning else cfg.d_model
+        self.label_emb = LabelEmbedding(cfg.num_classes, width) if cfg.num_classes is not None else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.final_norm = Norm(cfg.d_model, cfg.norm, affine=not cfg.time_conditioning, bias=cfg.bias)
         # Final adaLN: (shift, scale) of the last norm, from the noise level (SEDD's DDitFinalLayer).
@@ -258,12 +270,19 @@ class DiffusionTransformer(BlockCacheMethods, nn.Module):
         x_t: torch.Tensor,
         sigma_bar: torch.Tensor | None = None,
         padding_mask: torch.Tensor | None = None,
+        label: torch.Tensor | None = None,
         *,
         x0: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
     ) -> torch.Tensor:
         """x_t (B, L) ids in [0, S); sigma_bar (B,) total noise; padding_mask (B, L) bool, True on real
-        tokens and False on padding (the convention of Diffusion.loss and discdiff.data.Batch.mask).
+        tokens and False on padding (the convention of Diffusion.loss and discdiff.data.Batch.mask);
+        label (B,) class ids in [0, num_classes], num_classes being the null label (None: all null).
+
+        A label enters as one embedding per sequence: in a time-conditioned model it is added to the
+        noise embedding that drives every adaLN (c = emb(sigma_bar) + emb(label), as in DiT); a time-free
+        model has no such path, so it is added to every token embedding instead (x_i = emb(x_t^i) +
+        emb(label)). Neither adds a position, so rotary positions, padding and block masks are unchanged.
 
         Returns (B, L, S_out) float32. Padding positions never influence real ones (their outputs are
         finite but meaningless). sigma_bar may be None for a time-free model without sedd_absorb_scale.
@@ -277,7 +296,15 @@ class DiffusionTransformer(BlockCacheMethods, nn.Module):
         cfg = self.config
         B, T = x_t.shape
         x = self.tok_emb(x_t)  # (B, T, C)
-        c = F.silu(self.noise_emb(sigma_bar)) if self.noise_emb is not None else None  # (B, cond)
+        if label is not None and self.label_emb is None:
+            raise ValueError("this model takes no class label (model.num_classes is not set)")
+        label_vec = self.label_emb(label, B) if self.label_emb is not None else None  # (B, cond or C)
+        c = self.noise_emb(sigma_bar) if self.noise_emb is not None else None  # (B, cond)
+        if label_vec is not None and c is not None:
+            c = c + label_vec
+        elif label_vec is not None:
+            x = x + label_vec[:, None, :]  # (B, T, C): time-free, the label joins every token
+        c = F.silu(c) if c is not None else None
         rope = self.rope[:T]  # (T, 1, hs/2, 2)
         attn_mask = self._attention_mask(padding_mask, T)
         for block in self.blocks:

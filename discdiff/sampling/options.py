@@ -79,8 +79,12 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            interval="[1, inf)", nullable=True, web=True, flag="--top-k"),
     Option("top_p", float, None, "nucleus sampling: keep the most likely clean tokens holding this mass",
            goes_to="predictor", interval="(0, 1]", nullable=True, web=True, flag="--top-p"),
-    Option("guidance", float, 0.0, "classifier-free guidance weight w; needs a condition and an absorbing graph",
-           goes_to="predictor", interval="[0, inf)", flag="--guidance"),
+    Option("guidance", float, 0.0, "classifier-free guidance weight w: (1 + w) log p(x | c) - w log p(x); needs a "
+           "condition (a label or a prompt)", goes_to="predictor", interval="[0, inf)", web=True, flag="--guidance"),
+    Option("guidance_mode", str, "null", "what guidance contrasts with: 'null' the trained unconditional branch "
+           "(null label, or the prompt masked; needs a model trained with condition dropout), 'infill' the known "
+           "positions masked (any absorbing model)", goes_to="predictor", choices=("null", "infill"),
+           flag="--guidance-mode"),
     Option("threshold", float, None, "unmask every position whose confidence exceeds this (Fast-dLLM)",
            samplers=("confidence",), interval="(0, 1)", nullable=True, web=True, flag="--threshold"),
     Option("block_length", int, None, "decode semi-autoregressive blocks of this many tokens; default: one "

@@ -13,10 +13,9 @@ ask it; they never see a ``Diffusion``. ``Diffusion.sample`` builds one; you can
     >>> out.samples.shape, pred.nfe <= 16
     (torch.Size([2, 8]), True)
 
-Where the next inputs plug in: block diffusion's finished blocks (an exact KV cache, ``context=``, see
-``discdiff.sampling.blocks``) are consulted in ``_evaluate``, the single place that calls the model; a
-conditioning input that enters the network (a class label, a prompt) is held next to ``condition`` and
-passed there too.
+Where the inputs plug in: block diffusion's finished blocks (an exact KV cache, ``context=``, see
+``discdiff.sampling.blocks``) and a class label (``label=``, with guidance against the null label) are both
+consulted in ``_evaluate``, the single place that calls the model.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from torch import Tensor
 
 from discdiff.categorical import filter_logits, sample_categorical
 from discdiff.graphs import Graph
-from discdiff.model_call import call_model, is_time_free
+from discdiff.model_call import call_model, is_time_free, num_classes
 from discdiff.parameterization import Parameterization, get_parameterization
 from discdiff.schedules import Noise, Schedule
 
@@ -44,9 +43,15 @@ class Predictor:
         model: ``model(x_t [B, L], sigma_bar [B]) -> [B, L, S]`` (see ``discdiff.parameterization``).
         graph, schedule, parameterization: how its output is read ("score" or "denoiser").
         condition: a ``Condition`` already broadcast to the batch (``Condition.validate`` does it): its
-            known positions are pinned (``pin``) and masked in guidance's unconditional pass.
-        guidance: classifier-free weight w >= 0: guided = cond + w (cond - uncond); needs a condition and
-            an absorbing graph. A guided call runs 2B rows and counts as one NFE.
+            known positions are pinned (``pin``).
+        label: LongTensor [B] (or [1], or an int) class labels for a class-conditional model.
+        guidance: classifier-free weight w >= 0: guided = (1 + w) cond - w uncond on log-probs (renormalised)
+            or log scores. A guided call runs the conditional and unconditional rows in one batch of 2B and
+            counts as one NFE.
+        guidance_mode: the unconditional branch. "null": the model's trained unconditional branch: the null
+            label (with a ``label``), else the condition's known positions (a prompt) masked. "infill": the
+            known positions masked, labels kept (needs a condition and an absorbing graph).
+        null_label: the null label's id; default ``num_classes`` of the model (``model_call.num_classes``).
         cache: reuse a row's ``clean_log_probs`` while its tokens are unchanged. None (default): on only
             for a denoiser that *declares* itself time-free (``discdiff.model_call.is_time_free``); an
             undeclared model is not cached. True is refused for score models and for a model that declares
@@ -60,28 +65,51 @@ class Predictor:
 
     def __init__(self, model, graph: Graph, schedule: Schedule, parameterization: str | Parameterization = "score",
                  *, condition: Condition | None = None, guidance: float = 0.0, cache: bool | None = None,
+                 label: Tensor | int | None = None, guidance_mode: str = "null", null_label: int | None = None,
                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                  categorical: str = "float64", num_rows: int | None = None, device=None, context=None):
         self.model, self.graph, self.schedule = model, graph, schedule
         self.parameterization = get_parameterization(parameterization)
         self.condition = condition
         self.guidance = check_option("guidance", guidance)
+        self.guidance_mode = check_option("guidance_mode", guidance_mode)
+        self.label = None if label is None else torch.as_tensor(label, dtype=torch.long).reshape(-1)
+        self.null_label = null_label if null_label is not None else num_classes(model)
         self.temperature = check_option("temperature", temperature)
         self.top_k, self.top_p = check_option("top_k", top_k), check_option("top_p", top_p)
         self.categorical = check_option("categorical", categorical)
-        if self.guidance and (condition is None or graph.mask_id is None):
-            raise ValueError("guidance needs a Condition and an absorbing graph (the unconditional pass masks "
-                             "the known positions)")
+        if self.guidance:
+            self._check_guidance()
         self.cache = self._cache_policy(check_option("cache", cache))
         if context is not None and self.guidance:
             raise ValueError("guidance is not available with a block context")
         self.context = context
         self.device = _checked_device(device)
         self.num_rows = num_rows
+        if self.label is not None and num_rows is not None and self.label.numel() not in (1, num_rows):
+            raise ValueError(f"label must hold 1 or {num_rows} (num_rows) labels, got {self.label.numel()}")
+        if self.label is not None and device is not None:
+            self.label = self.label.to(device)
         self.nfe = 0
         self._nfe_per_row: Tensor | None = None
         self._cached_x: Tensor | None = None  # [B, L] the tokens each cached row was evaluated at
         self._cached_log_probs: Tensor | None = None  # [B, L, C]
+
+    def _check_guidance(self) -> None:
+        masks_known = self.guidance_mode == "infill" or self.label is None
+        if masks_known and (self.condition is None or self.graph.mask_id is None):
+            what = "a Condition (a prompt) or a label" if self.guidance_mode == "null" else "a Condition"
+            raise ValueError(f"guidance needs {what} (guidance_mode={self.guidance_mode!r}), and an absorbing "
+                             "graph to mask the known positions")
+        if self.guidance_mode == "null" and self.label is not None and self.null_label is None:
+            raise ValueError("guidance against the null label needs null_label= (the model declares no num_classes)")
+
+    def _labels(self, x: Tensor, rows: Tensor | None) -> Tensor | None:
+        """[b] the labels of the rows evaluated (None: the model is called without one)."""
+        if self.label is None:
+            return None
+        label = self.label.expand(self.num_rows or x.shape[0]) if self.label.numel() == 1 else self.label
+        return label if rows is None else label[rows]
 
     def _cache_policy(self, cache: bool | None) -> bool:
         declared = is_time_free(self.model)
@@ -121,17 +149,27 @@ class Predictor:
         """The one place the model is called: guidance doubles the batch, output read as ``kind``."""
         read = self.parameterization.log_score if kind == "score" else self.parameterization.clean_log_probs
         self._count(x, rows)
+        label = self._labels(x, rows)
         if self.context is not None:  # block diffusion: the model also sees the finished blocks
+            if label is not None:
+                raise ValueError("class labels are not wired into block models yet")
             return read(self.context.logits(self.model, x, sigma_bar, rows), x, sigma_bar, self.graph)
         if not self.guidance:
-            out = call_model(self.model, x, sigma_bar, num_clean_states=self.graph.num_clean_states)
+            out = call_model(self.model, x, sigma_bar, num_clean_states=self.graph.num_clean_states, label=label)
             return read(out, x, sigma_bar, self.graph)
-        known = self.condition.known if rows is None else self.condition.known[rows]
-        both_x = torch.cat([x, torch.where(known, self.graph.mask_id, x)])
+        uncond_x, uncond_label = x, label
+        if self.guidance_mode == "null" and label is not None:
+            uncond_label = torch.full_like(label, self.null_label)  # the trained unconditional branch
+        else:  # infill, or a prompt dropped: the known positions masked
+            known = self.condition.known if rows is None else self.condition.known[rows]
+            uncond_x = torch.where(known, self.graph.mask_id, x)
+        both_x = torch.cat([x, uncond_x])
         both_sigma = torch.cat([sigma_bar, sigma_bar])
-        both = call_model(self.model, both_x, both_sigma, num_clean_states=self.graph.num_clean_states)
+        both_label = None if label is None else torch.cat([label, uncond_label])
+        both = call_model(self.model, both_x, both_sigma, num_clean_states=self.graph.num_clean_states,
+                          label=both_label)
         cond_out, uncond_out = read(both, both_x, both_sigma, self.graph).chunk(2)
-        guided = cond_out + self.guidance * (cond_out - uncond_out)
+        guided = cond_out + self.guidance * (cond_out - uncond_out)  # (1 + w) cond - w uncond
         return guided if kind == "score" else torch.log_softmax(guided, dim=-1)
 
     def log_score(self, x: Tensor, sigma_bar: Tensor, rows: Tensor | None = None) -> Tensor:
@@ -176,7 +214,8 @@ class Predictor:
 
     def __repr__(self) -> str:
         return (f"Predictor({type(self.model).__name__}, {self.graph!r}, {self.schedule!r}, "
-                f"{self.parameterization.name!r}, guidance={self.guidance}, cache={self.cache})")
+                f"{self.parameterization.name!r}, guidance={self.guidance}, guidance_mode={self.guidance_mode!r}, "
+                f"cache={self.cache})")
 
 
 def _checked_device(device) -> torch.device | None:

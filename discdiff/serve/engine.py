@@ -89,6 +89,7 @@ class Job:
     seed: int
     options: dict = field(default_factory=dict)  # temperature / top_k / top_p
     extras: dict = field(default_factory=dict)  # sampler-specific (confidence: threshold, block_length)
+    label: int | None = None  # the class of a class-conditional model
 
     @property
     def length(self) -> int:
@@ -102,6 +103,7 @@ _FIELDS: dict[str, tuple[type | tuple, str]] = {
     "length": (int, "an integer or null"),
     "num_samples": (int, "an integer"),
     "seed": (int, "an integer or null"),
+    "label": ((int, str), "a class name, an integer or null"),
 }
 _SAMPLER_FIELDS = [name for name, opt in OPTIONS.items() if opt.web]
 # the options every sampler reads go to Job.options; those of one sampler (confidence's) to Job.extras
@@ -112,13 +114,15 @@ class Engine:
     """A loaded diffusion checkpoint plus the limits of the server that shows it."""
 
     def __init__(self, model, diffusion, tokenizer, limits: Limits | None = None, *, name: str = "model",
-                 device: str | torch.device = "cpu", context: int | None = None):
+                 device: str | torch.device = "cpu", context: int | None = None, conditioning: dict | None = None):
         if diffusion is None or isinstance(diffusion, Autoregressive):
             raise ValueError("the demo shows diffusion models; this checkpoint is the autoregressive baseline")
         self.model, self.diffusion, self.tokenizer = model, diffusion, tokenizer
         self.graph = diffusion.graph
         self.device = torch.device(device)
         self.name = name
+        self.conditioning = conditioning or {"num_classes": getattr(getattr(model, "config", None), "num_classes",
+                                                                    None)}
         self.limits = dataclasses.replace(limits or Limits()).validate()  # a copy: capped below, not the caller's
         model_max = getattr(getattr(model, "config", None), "max_len", None)
         if model_max is not None and self.limits.max_length > model_max:
@@ -143,8 +147,10 @@ class Engine:
             path = path / "pretrained"
         pre = from_pretrained(path, device=device)
         name = path.parent.name if path.name == "pretrained" else path.name
+        from discdiff.cli_condition import conditioning_of
+
         return cls(pre.model, pre.diffusion, pre.tokenizer, limits, name=name, device=device,
-                   context=pre.config.get("context"))
+                   context=pre.config.get("context"), conditioning=conditioning_of(pre))
 
     # ------------------------------------------------------------------ what the page needs
 
@@ -203,7 +209,14 @@ class Engine:
             "defaults": {"sampler": self.default_sampler,
                          "steps": min(64, self.limits.max_steps), "num_samples": 1, "temperature": 1.0},
             "examples": self.examples(),
+            "labels": self._label_names(),  # a class-conditional model's classes (the page's picker), else None
         }
+
+    def _label_names(self) -> list[str] | None:
+        num_classes = self.conditioning.get("num_classes")
+        if num_classes is None:
+            return None
+        return list(self.conditioning.get("label_names") or [str(i) for i in range(num_classes)])
 
     # ------------------------------------------------------------------ validation
 
@@ -240,7 +253,21 @@ class Engine:
             raise RequestError(f"seed must lie in [0, 2^63), got {seed}")
         extras = {k: options.pop(k) for k in list(options) if k not in _SHARED}
         self._check_blocks(extras, steps, len(ids))
-        return Job(sampler, steps, num_samples, ids, seed, options, extras)
+        known = any(i is not None for i in ids)  # a prompt or infill: guidance's null branch may mask it
+        label = self._label(payload.get("label"), options.get("guidance"), known)
+        return Job(sampler, steps, num_samples, ids, seed, options, extras, label)
+
+    def _label(self, label, guidance: float | None, has_prompt: bool) -> int | None:
+        """The request's class id (a name or an integer), and whether its guidance has a trained null branch."""
+        from discdiff.cli_condition import check_null_guidance, label_id
+
+        try:
+            if label is not None:
+                label = label_id(label, self.conditioning.get("num_classes"), self._label_names() or [], "label")
+            check_null_guidance(self.conditioning, guidance or 0.0, "null", label, has_prompt, "guidance")
+        except ValueError as e:
+            raise RequestError(str(e)) from None
+        return label
 
     def _sampler(self, sampler) -> str:
         if sampler is None:
@@ -347,7 +374,7 @@ class Engine:
 
         out = self.diffusion.sample(
             self.model, B, L, job.sampler, steps=job.steps, condition=template, device=self.device,
-            generator=torch.Generator(self.device).manual_seed(job.seed), callback=on_step,
+            generator=torch.Generator(self.device).manual_seed(job.seed), callback=on_step, label=job.label,
             **job.options, **job.extras)
         final = out.samples.detach().to("cpu", copy=True)
         emit("done", {"steps_taken": steps_taken, "nfe": out.nfe,

@@ -208,6 +208,12 @@ class TrainConfig:
     # Consecutive non-finite steps (skipped, never applied) before training stops.
     max_bad_steps: int = 5
     progress: bool = True
+    # Conditional models: drop the condition (a class label becomes the null label model.num_classes) with
+    # this probability, so one network also learns the unconditional p(x) that guidance contrasts with.
+    condition_dropout: float = 0.0
+    # Start a NEW run (step 0, fresh optimizer) from the weights of this model (a run, pretrained/ or
+    # checkpoint directory), e.g. supervised fine-tuning of a pretrained model; architectures must match.
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         for key in ("steps", "batch_size", "log_every", "eval_batches", "keep_checkpoints", "max_bad_steps"):
@@ -226,6 +232,7 @@ class TrainConfig:
                "auto, cpu, cuda, cuda:N or mps", self.device)
         _one_of("precision", self.precision, ("auto", "fp32", "bf16"))
         _one_of("parallel", self.parallel, ("ddp", "fsdp"))
+        _check(0 <= self.condition_dropout < 1, "condition_dropout", "in [0, 1)", self.condition_dropout)
         if self.model.block_size is not None:
             self._check_blocks(self.model.block_size)
 

@@ -81,6 +81,8 @@ def make_objective(c: DiffusionConfig, diff: dd.Diffusion | dd.Autoregressive, v
     """objective(model, x0, mask, t, generator) -> per-sequence loss [B] in nats (an NLL bound, or exact for AR).
     (``vocab_size`` is unused: ``diff`` knows it.)
 
+    ``loss_mask`` (prompt-response pairs: the response and its padding) and ``label`` (class labels) go
+    to ``loss`` as they are; the attention mask stays ``mask``.
     `t` is this micro-batch's slice of one stratified draw over the global batch (see draw_times; the AR
     loss draws nothing). Padding adds nothing to the loss; ``loss(..., padding_mask=)`` hands the mask to a
     backbone that takes one (discdiff.model_call's single padding rule), so no real position attends to a pad
@@ -88,9 +90,11 @@ def make_objective(c: DiffusionConfig, diff: dd.Diffusion | dd.Autoregressive, v
     """
     objective = c.objective or diff.default_objective
 
-    def objective_fn(model, x0, mask, t, generator):
+    def objective_fn(model, x0, mask, t, generator, *, loss_mask=None, label=None):
         padded = not bool(mask.all())
-        return diff.loss(model, x0, objective, t=t, generator=generator, padding_mask=mask if padded else None)
+        kwargs = {} if loss_mask is None and label is None else {"loss_mask": loss_mask, "label": label}
+        return diff.loss(model, x0, objective, t=t, generator=generator, padding_mask=mask if padded else None,
+                         **kwargs)
 
     return objective_fn
 
@@ -123,7 +127,8 @@ class Pretrained:
 
 
 def save_pretrained(directory, model: nn.Module, *, model_cfg: ModelConfig, diffusion_cfg: DiffusionConfig,
-                    vocab_size: int, context: int, weights: dict | None = None, tokenizer_dir=None) -> Path:
+                    vocab_size: int, context: int, weights: dict | None = None, tokenizer_dir=None,
+                    conditioning: dict | None = None) -> Path:
     """config.json + model.safetensors (+ tokenizer/) + manifest.json: a directory from_pretrained rebuilds exactly.
 
     The manifest goes last (and the old one first), so a save killed half way is refused, never half-loaded.
@@ -146,6 +151,8 @@ def save_pretrained(directory, model: nn.Module, *, model_cfg: ModelConfig, diff
             writer.write(diffusion[key], source.read_bytes())
     config = {"format": "discdiff-pretrained", "version": 1, "vocab_size": vocab_size, "context": context,
               "model": vars(model_cfg), "diffusion": diffusion}
+    if conditioning is not None:  # labels, their names, condition dropout: what sampling checks against
+        config["conditioning"] = conditioning
     writer.write("model.safetensors", safetensors_bytes(state))
     if tokenizer_dir is not None:
         copy_tree_into(writer, Path(tokenizer_dir), "tokenizer")

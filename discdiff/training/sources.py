@@ -86,6 +86,8 @@ def _checkpoint(directory: Path, skipped: list[str] | None = None) -> ModelSourc
     cfg = state["config"]
     config = {"format": PRETRAINED_FORMAT, "version": 1, "vocab_size": state["vocab_size"],
               "context": cfg["data"]["context"], "model": cfg["model"], "diffusion": cfg["diffusion"]}
+    if state.get("conditioning") is not None:  # a conditional model's labels and condition dropout
+        config["conditioning"] = state["conditioning"]
     ema = directory / "ema.safetensors" if "ema.safetensors" in files else None
     return ModelSource(directory, config, directory / "state.json", directory / "model.safetensors", ema,
                        _tokenizer(directory, files), files, list(skipped or []))

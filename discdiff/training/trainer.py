@@ -38,6 +38,7 @@ from discdiff.progress import Progress, write
 
 from .artifacts import CheckpointError
 from .checkpoint import Checkpoint, find_resumable, latest_checkpoint, save_checkpoint, set_rng_state
+from .conditioning import batch_conditions, check_labels, conditioning_record, init_weights_from, scored_positions
 from .config import TrainConfig, config_from_dict, config_to_dict
 from .data import open_data
 from .distributed import init_distributed, seed_for
@@ -47,7 +48,7 @@ from .rundir import open_run, trim_metrics
 
 __all__ = ["Trainer", "TrainingDiverged", "lr_at"]
 
-INIT, DATA, TIMES, NOISE, GLOBAL, EVAL = range(6)  # random streams
+INIT, DATA, TIMES, NOISE, GLOBAL, EVAL, COND = range(7)  # random streams (COND: condition dropout)
 EVAL_DRAWS = 4  # times per validation window (stratified per window) in training-time validation
 # Changing these breaks exact resumption; the others (steps, logging, ...) may change between runs.
 RESUME_KEYS = ("model", "diffusion", "data", "optim", "batch_size", "micro_batch_size", "seed")
@@ -99,6 +100,9 @@ class Trainer:
         self.objective = make_objective(cfg.diffusion, self.diffusion, vocab)
         torch.manual_seed(seed_for(cfg.seed, INIT))  # same initial weights on every rank
         self.model = build_model(cfg.model, cfg.diffusion, vocab, cfg.data.context)
+        check_labels(cfg.model.num_classes, self.data.train, cfg.condition_dropout)
+        if cfg.init_from and ckpt is None:  # a new run from another model's weights (resume keeps its own)
+            self.log(f"initialised from {init_weights_from(self.model, cfg.init_from)}")
         if ckpt is not None:
             self._check_resumable(ckpt.state)
             with _restoring(ckpt, "model.safetensors"):
@@ -170,7 +174,7 @@ class Trainer:
     def train_step(self, batch) -> dict:
         cfg, dist, step = self.cfg, self.dist, self.step
         _seed_global_rng(seed_for(cfg.seed, step, GLOBAL, dist.rank), dist.device)  # dropout masks
-        n_real = int(batch.mask.sum())  # real tokens in the global batch: the loss is nats per token
+        n_real = int(scored_positions(batch).sum())  # scored tokens in the global batch: the loss is nats per token
         times = draw_times(cfg.diffusion, self.diffusion, cfg.batch_size,
                            torch.Generator().manual_seed(seed_for(cfg.seed, step, TIMES)))
         total = torch.zeros((), dtype=torch.float64, device=dist.device)
@@ -181,8 +185,9 @@ class Trainer:
             x0 = batch.tokens[rows].to(dist.device, non_blocking=True)
             mask = batch.mask[rows].to(dist.device, non_blocking=True)
             gen = torch.Generator(dist.device).manual_seed(seed_for(cfg.seed, step, NOISE, chunk))
+            extra = batch_conditions(batch, rows, cfg, seed_for(cfg.seed, step, COND, chunk), dist.device)
             with dist.no_sync(self.wrapped, skip=j < self.accum - 1), self.autocast():
-                loss = self.objective(self.forward_model, x0, mask, times[rows].to(dist.device), gen)
+                loss = self.objective(self.forward_model, x0, mask, times[rows].to(dist.device), gen, **extra)
                 # gradient of (global sum / global tokens); DDP and FSDP average over ranks, so undo that
                 (loss.float().sum() * (dist.world_size / n_real)).backward()
             total += loss.detach().double().sum()
@@ -335,7 +340,9 @@ class Trainer:
             self.lock.acquire()
         state = {"step": self.step, "bad_steps": self.bad_steps, "tokens_seen": self.tokens_seen,
                  "data": self.loader.state_dict(), "config": config_to_dict(self.cfg),
-                 "world_size": self.dist.world_size, "vocab_size": self.data.vocab_size}
+                 "world_size": self.dist.world_size, "vocab_size": self.data.vocab_size,
+                 "conditioning": conditioning_record(self.cfg.model.num_classes, self.cfg.condition_dropout,
+                                                     self.data.train)}
         return save_checkpoint(
             self.out, self.step, self.dist,
             model_state=self.dist.full_model_state(self.model),
@@ -353,7 +360,8 @@ class Trainer:
             self.lock.acquire()
             save_pretrained(directory, self.model, model_cfg=self.cfg.model, diffusion_cfg=self.cfg.diffusion,
                             vocab_size=self.data.vocab_size, context=self.cfg.data.context, weights=weights,
-                            tokenizer_dir=self.data.tokenizer_dir)
+                            tokenizer_dir=self.data.tokenizer_dir, conditioning=conditioning_record(
+                                self.cfg.model.num_classes, self.cfg.condition_dropout, self.data.train))
         self.dist.barrier()
 
     def _write_metrics(self, row: dict) -> None:

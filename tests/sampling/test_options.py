@@ -51,9 +51,10 @@ def test_flags_refuse_out_of_range_values_naming_the_flag(argv, message, capsys)
 
 def test_flags_give_only_what_applies():
     assert parse("--sampler", "confidence", "--threshold", "0.5", "--block-length", "4", "--greedy") == {
-        "sampler": "confidence", "steps": 128, "temperature": 1.0, "guidance": 0.0, "threshold": 0.5,
+        "sampler": "confidence", "steps": 128, "temperature": 1.0, "guidance": 0.0, "guidance_mode": "null",
+        "threshold": 0.5,
         "block_length": 4, "greedy": True}
-    assert parse() == {"steps": 128, "temperature": 1.0, "guidance": 0.0}  # the library picks the sampler
+    assert parse() == {"steps": 128, "temperature": 1.0, "guidance": 0.0, "guidance_mode": "null"}  # library picks
     with pytest.raises(ValueError, match="--threshold applies to --sampler confidence only"):
         parse("--threshold", "0.5")
     with pytest.raises(ValueError, match="--block-length applies to --sampler confidence only"):

@@ -9,7 +9,7 @@ const PROTEIN_GROUPS = { A: "hyd", I: "hyd", L: "hyd", M: "hyd", F: "aro", V: "h
   R: "pos", H: "pos", D: "neg", E: "neg", S: "pol", T: "pol", N: "pol", Q: "pol", C: "cys", G: "gly", P: "gly",
   Y: "aro" };
 const FIELDS = ["length", "steps", "num_samples", "seed", "temperature", "top_k", "top_p", "threshold",
-  "block_length"];
+  "block_length", "guidance"];
 const INTEGER = new Set(["length", "steps", "num_samples", "seed", "top_k", "block_length"]);
 
 const demo = { info: null, events: [], frames: [], shown: -1, streaming: false, controller: null, final: null,
@@ -41,6 +41,13 @@ async function init() {
     $("sampler").append(opt);
   }
   $("sampler").value = info.defaults.sampler;
+  $("label-field").hidden = !info.labels;  // a class-conditional model: pick its class
+  for (const [i, name] of (info.labels || []).entries()) {
+    const opt = document.createElement("option");
+    opt.value = String(i);
+    opt.textContent = name;
+    $("label").append(opt);
+  }
   $("steps").value = info.defaults.steps;
   $("steps").max = info.limits.max_steps;
   $("num_samples").max = info.limits.max_samples;
@@ -82,6 +89,7 @@ function readForm() {
     body[name] = INTEGER.has(name) ? Number.parseInt(raw, 10) : Number.parseFloat(raw);
   }
   if (demo.info.modality === "image") delete body.template;
+  if (demo.info.labels) body.label = Number.parseInt($("label").value, 10);
   return body;
 }
 
