@@ -101,13 +101,18 @@ class BlockDiffusion(Diffusion):
 
     # --- the public API ---------------------------------------------------------------------------
     def loss(self, model, x0: Tensor, objective: str | None = None, *, t: Tensor | None = None,
-             generator: torch.Generator | None = None, padding_mask: Tensor | None = None) -> Tensor:
+             generator: torch.Generator | None = None, padding_mask: Tensor | None = None,
+             loss_mask: Tensor | None = None, label: Tensor | None = None) -> Tensor:
         """Per-sequence loss [B] in nats, a sum of per-block bounds; ``t`` [B] is each row's time (block 0's;
-        the other blocks' are rotated from it). x0's length must be a multiple of ``block_size``."""
+        the other blocks' are rotated from it). x0's length must be a multiple of ``block_size``.
+        ``loss_mask`` as in ``Diffusion.loss`` (positions outside it are clean context); no class labels yet."""
         self.check_model(model)
+        if label is not None:
+            raise ValueError("class labels are not wired into block models yet")
         if isinstance(x0, Tensor) and x0.ndim == 2 and x0.shape[1] % self.block_size:
             raise ValueError(f"sequence length {x0.shape[1]} is not a multiple of block_size={self.block_size}")
-        return super().loss(model, x0, objective, t=t, generator=generator, padding_mask=padding_mask)
+        return super().loss(model, x0, objective, t=t, generator=generator, padding_mask=padding_mask,
+                            loss_mask=loss_mask)
 
     def sample(self, model, num_samples: int, length: int, sampler: str | None = None, *,
                generator: torch.Generator | None = None, condition=None, guidance: float = 0.0, device=None,
@@ -188,21 +193,24 @@ class BlockDiffusion(Diffusion):
         return self.parameterization.clean_log_probs(out, x_t, sigma_bar, self.graph)
 
     # --- the objectives: Diffusion's, summed block by block ------------------------------------------
-    def _block_t_dce(self, model, x0, valid, t, generator):
+    def _block_t_dce(self, model, x0, masks, t, generator):
+        valid = masks.scored  # noised and scored; masks.visible (the attention mask) may be wider
         noise = self.schedule(self._block_times(t, x0, generator, "t_dce"))  # [B, K] each
         x_t = torch.where(valid, self.graph.sample_transition(x0, self._per_position(noise.total), generator), x0)
-        log_probs = self._block_log_probs(model, x_t, x0, noise.total, valid)
+        log_probs = self._block_log_probs(model, x_t, x0, noise.total, masks.visible)
         ce = self._per_block(losses.masked_ce(log_probs, x0, (x_t == self.graph.mask_id) & valid))  # [B, K]
         return ((1 - self.t_min) * losses.t_dce_weight(noise.total, noise.rate) * ce).sum(-1)
 
-    def _block_lambda_dce(self, model, x0, valid, t, generator):
+    def _block_lambda_dce(self, model, x0, masks, t, generator):
+        valid = masks.scored
         lam = self._block_times(t, x0, generator, "lambda_dce")  # [B, K] masking probabilities
         u = torch.rand(x0.shape, generator=generator, dtype=torch.float64, device=x0.device)
         masked = (u < self._per_position(lam)) & valid
-        ce = self._masked_blocks(model, x0, masked, lam, valid)
+        ce = self._masked_blocks(model, x0, masked, lam, masks.visible)
         return ((1 - self.t_min) * losses.lambda_dce_weight(lam) * ce).sum(-1)
 
-    def _block_k_dce(self, model, x0, valid, t, generator):
+    def _block_k_dce(self, model, x0, masks, t, generator):
+        valid = masks.scored
         real = self._per_block(valid.long())  # [B, K] n_k
         u = self._block_times(t, x0, generator, "k_dce")
         k = (1 + torch.floor(u * real)).clamp_max(real).long()  # m_k ~ U{1..n_k}; 0 for an all-padding block
@@ -210,13 +218,13 @@ class BlockDiffusion(Diffusion):
         keys = keys.masked_fill(~valid, 2.0)  # pads sort last and are never masked
         rank = keys.view(x0.shape[0], -1, self.block_size).argsort(-1).argsort(-1).view(x0.shape)
         masked = rank < self._per_position(k)
-        ce = self._masked_blocks(model, x0, masked, k / (real + 1.0), valid)
+        ce = self._masked_blocks(model, x0, masked, k / (real + 1.0), masks.visible)
         weight = torch.where(real > 0, losses.k_dce_weight(k.clamp_min(1), real), 0.0)
         return (weight * ce).sum(-1)
 
-    def _masked_blocks(self, model, x0, masked, mask_prob, valid) -> Tensor:
+    def _masked_blocks(self, model, x0, masked, mask_prob, visible) -> Tensor:
         """Per-block masked cross-entropy [B, K] with ``masked`` positions replaced by MASK."""
         x_t = torch.where(masked, self.graph.mask_id, x0)
         sigma = -torch.log1p(-mask_prob.clamp_max(1 - 1e-6))  # [B, K]
-        log_probs = self._block_log_probs(model, x_t, x0, sigma, valid)
+        log_probs = self._block_log_probs(model, x_t, x0, sigma, visible)
         return self._per_block(losses.masked_ce(log_probs, x0, masked))

@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
-from discdiff.nn.transformer import ModelConfig
+from discdiff.nn.config import ModelConfig
 
 from . import choices
 from .yaml_values import coerce

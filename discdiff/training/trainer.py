@@ -23,11 +23,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import random
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from discdiff.data import TokenLoader
@@ -35,6 +33,7 @@ from discdiff.data.splits import spread_sample
 from discdiff.diffusion import Diffusion
 from discdiff.evaluation import LikelihoodResult, ar_nll, diffusion_nll
 from discdiff.progress import Progress, write
+from discdiff.seeding import seed_global_generators
 
 from .artifacts import CheckpointError
 from .checkpoint import Checkpoint, find_resumable, latest_checkpoint, save_checkpoint, set_rng_state
@@ -173,7 +172,7 @@ class Trainer:
 
     def train_step(self, batch) -> dict:
         cfg, dist, step = self.cfg, self.dist, self.step
-        _seed_global_rng(seed_for(cfg.seed, step, GLOBAL, dist.rank), dist.device)  # dropout masks
+        seed_global_generators(seed_for(cfg.seed, step, GLOBAL, dist.rank), dist.device)  # dropout masks
         n_real = int(scored_positions(batch).sum())  # scored tokens in the global batch: the loss is nats per token
         times = draw_times(cfg.diffusion, self.diffusion, cfg.batch_size,
                            torch.Generator().manual_seed(seed_for(cfg.seed, step, TIMES)))
@@ -383,18 +382,6 @@ class Trainer:
             raise CheckpointError(f"{out_dir}: no checkpoint to resume from{why}")
         saved = {**found.checkpoint.state["config"], "out_dir": str(out_dir)}
         return cls(config_from_dict({**saved, **(overrides or {})}), resume=True)
-
-
-def _seed_global_rng(seed: int, device: torch.device) -> None:
-    """torch.manual_seed without its per-call probing of every accelerator backend (~1 ms each)."""
-    torch.default_generator.manual_seed(seed)
-    # numpy's and python's global generators are seeded too (nothing here draws from them, but a checkpoint
-    # stores their states): otherwise they hold OS entropy and a resumed run's RNG files differ from those of
-    # an uninterrupted run although every weight is identical
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-    if device.type == "cuda":
-        torch.cuda.manual_seed(seed)
 
 
 @contextlib.contextmanager
