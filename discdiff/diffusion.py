@@ -35,6 +35,7 @@ from . import losses
 from .graphs import Graph
 from .model_call import call_model
 from .parameterization import Parameterization, get_parameterization
+from .row_random import resolve_generator
 from .sampling import Predictor, SampleOutput, check_sample_size, resolve_sampler, run_sampler, split_options
 from .sampling.options import OPTIONS
 from .schedules import Schedule, check_times
@@ -230,7 +231,7 @@ class Diffusion:
 
     def sample(self, model: Model, num_samples: int, length: int, sampler: str | None = None, *,
                generator: torch.Generator | None = None, condition=None, guidance: float = 0.0, device=None,
-               callback=None, **options) -> SampleOutput:
+               callback=None, seeds=None, **options) -> SampleOutput:
         """Draw ``num_samples`` sequences of ``length`` tokens from the reverse process.
 
         Args:
@@ -239,6 +240,8 @@ class Diffusion:
             condition: ``discdiff.sampling.Condition(tokens, known)``, positions pinned to known tokens.
             guidance: classifier-free guidance weight w (needs a condition and an absorbing graph).
             callback: ``callback(step, state [B, L], nfe)`` at the start (step 0) and after every step.
+            seeds: one integer per row instead of ``generator``: row b draws only from a generator seeded
+                with seeds[b], so its sample does not depend on the rest of the batch.
             options: the rows of ``discdiff.sampling.OPTIONS``: steps (default 128; first_hitting ignores
                 it, confidence splits it over blocks), temperature, top_k, top_p, t_end, denoise, cache,
                 categorical, return_trajectory, and the confidence sampler's block_length, threshold,
@@ -258,6 +261,7 @@ class Diffusion:
             condition = condition.validate(num_samples, length, self.graph.num_clean_states).to(device)
         predictor = Predictor(model, self.graph, self.schedule, self.parameterization, condition=condition,
                               guidance=guidance, num_rows=num_samples, device=device, **predictor_options)
+        generator = resolve_generator(generator, seeds, num_samples, device)
         return run_sampler(predictor, num_samples, length, sampler, split.loop, generator=generator,
                            callback=callback)
 
