@@ -138,6 +138,17 @@ class RecordDataset:
         """[N] each example's real tokens, clipped to the context: [BOS] + record + its one EOS."""
         return np.minimum(self.lengths[self.kept], self.context)
 
+    def record_layout(self) -> dict:
+        """How records are laid out, and the body-length histogram (``length_counts[n]`` records of n
+        tokens between [BOS] and EOS, those that fit the context): saved with a model so that sampling
+        knows where a record starts and ends, and can draw lengths first."""
+        offset = int(self.bos_id is not None)
+        longest = self.context - offset - 1
+        body = self.lengths[self.kept] - offset - (self.eos_id is not None)
+        counts = np.bincount(body[body <= longest], minlength=max(longest + 1, 1))
+        return {"padding": self.padding, "eos_id": self.eos_id, "bos_id": self.bos_id, "pad_id": self.pad_id,
+                "length_counts": counts.tolist()}
+
     def get(self, indices: np.ndarray, epoch_seed: int, randomize: bool = True) -> Batch:
         L = self.context
         fill = self.eos_id if self.padding == "eos" else self.pad_id if self.pad_id is not None else 0

@@ -40,7 +40,7 @@ from torch import Tensor
 
 from .conditioning import Condition
 
-__all__ = ["RecordFormat", "draw_lengths", "without_tokens"]
+__all__ = ["RecordFormat", "draw_lengths", "infill_rows", "without_tokens"]
 
 #: the logit given to an excluded token (finite, as the numerics contract asks)
 _EXCLUDED = -1e9
@@ -101,17 +101,25 @@ class RecordFormat:
             tokens, known = torch.where(p_known, p_tokens, tokens), known | p_known
         return Condition(tokens, known) if known.any() else None
 
+    def starts(self, samples: Tensor) -> Tensor:
+        """[B] where each row's body starts: 1 when the row opens with BOS, else 0."""
+        if self.bos_id is None:
+            return torch.zeros(samples.shape[0], dtype=torch.long, device=samples.device)
+        return (samples[:, 0] == self.bos_id).long()
+
     def body_lengths(self, samples: Tensor) -> Tensor:
-        """[B] tokens between [BOS] and the first EOS of each row (the rest of the row when it has none)."""
-        body = samples[:, self.offset:]
-        is_eos = body == self.eos_id
-        first = torch.where(is_eos.any(-1), is_eos.int().argmax(-1), body.shape[1])
-        return first
+        """[B] tokens between the optional BOS at position 0 and the first EOS of each row (the rest of the
+        row when it has none)."""
+        start = self.starts(samples)
+        positions = torch.arange(samples.shape[1], device=samples.device)[None]
+        is_eos = (samples == self.eos_id) & (positions >= start[:, None])
+        first = torch.where(is_eos.any(-1), is_eos.int().argmax(-1), samples.shape[1])
+        return first - start
 
     def cut(self, samples: Tensor) -> list[list[int]]:
-        """Each row's body: after [BOS], up to (not including) its first EOS."""
-        n = self.body_lengths(samples).tolist()
-        return [row[self.offset:self.offset + k] for row, k in zip(samples.tolist(), n, strict=True)]
+        """Each row's body: after the optional BOS at position 0, up to (not including) its first EOS."""
+        start, n = self.starts(samples).tolist(), self.body_lengths(samples).tolist()
+        return [row[s:s + k] for row, s, k in zip(samples.tolist(), start, n, strict=True)]
 
 
 def _check_lengths(body_lengths, num_rows: int, longest: int) -> Tensor:
@@ -153,3 +161,13 @@ def without_tokens(model, token_ids) -> object:
     wrapped.time_free = is_time_free(model)
     wrapped.inner = model
     return wrapped
+
+
+def infill_rows(rows: Sequence[Sequence[int | None]]) -> Condition:
+    """A Condition with one row per list (``None`` marks a blank to fill; every list the same length):
+    prompts of different lengths in one batch, e.g. [[5, 6, None, None], [7, None, None, None]]."""
+    if not rows or len({len(r) for r in rows}) != 1 or not len(rows[0]):
+        raise ValueError("infill_rows needs non-empty rows of one common length (pad with None blanks)")
+    known = torch.tensor([[i is not None for i in r] for r in rows])
+    tokens = torch.tensor([[0 if i is None else i for i in r] for r in rows])
+    return Condition(tokens, known)
