@@ -23,7 +23,8 @@ import torch
 
 from discdiff.autoregressive import Autoregressive
 from discdiff.data.template import TemplateError, template_ids
-from discdiff.sampling import OPTIONS, SAMPLERS, check_request_option, default_sampler, infill_template
+from discdiff.sampling import OPTIONS, SAMPLERS, check_request_option, default_sampler, infill_rows, infill_template
+from discdiff.seeding import seed_for
 
 __all__ = ["Engine", "Job", "Limits", "RequestError", "Stopped"]
 
@@ -89,6 +90,7 @@ class Job:
     seed: int
     options: dict = field(default_factory=dict)  # temperature / top_k / top_p
     extras: dict = field(default_factory=dict)  # sampler-specific (confidence: threshold, block_length)
+    prompts: list[list[int | None]] | None = None  # several prompts: one template per prompt (ids = the first)
 
     @property
     def length(self) -> int:
@@ -102,6 +104,7 @@ _FIELDS: dict[str, tuple[type | tuple, str]] = {
     "length": (int, "an integer or null"),
     "num_samples": (int, "an integer"),
     "seed": (int, "an integer or null"),
+    "prompts": (list, "a list of strings (prompts of different lengths, one batch; needs a length)"),
 }
 _SAMPLER_FIELDS = [name for name, opt in OPTIONS.items() if opt.web]
 # the options every sampler reads go to Job.options; those of one sampler (confidence's) to Job.extras
@@ -232,7 +235,8 @@ class Engine:
         num_samples = payload.get("num_samples", 1)
         if not 1 <= num_samples <= lim.max_samples:
             raise RequestError(f"num_samples must lie in [1, {lim.max_samples}], got {num_samples}")
-        ids = self._template(payload.get("template", ""), payload.get("length"))
+        prompts = self._prompts(payload, num_samples)
+        ids = prompts[0] if prompts else self._template(payload.get("template", ""), payload.get("length"))
         seed = payload.get("seed")
         if seed is None:
             seed = secrets.randbelow(2**31)
@@ -240,7 +244,21 @@ class Engine:
             raise RequestError(f"seed must lie in [0, 2^63), got {seed}")
         extras = {k: options.pop(k) for k in list(options) if k not in _SHARED}
         self._check_blocks(extras, steps, len(ids))
-        return Job(sampler, steps, num_samples, ids, seed, options, extras)
+        return Job(sampler, steps, num_samples, ids, seed, options, extras, prompts)
+
+    def _prompts(self, payload: dict, num_samples: int) -> list[list[int | None]] | None:
+        """``prompts``: each a literal prefix, blanks up to ``length``; num_samples rows each."""
+        prompts = payload.get("prompts")
+        if prompts is None:
+            return None
+        if "template" in payload or not prompts or not all(isinstance(p, str) and p for p in prompts):
+            raise RequestError("prompts must be a non-empty list of non-empty strings, without a template")
+        if len(prompts) * num_samples > self.limits.max_samples:
+            raise RequestError(f"{len(prompts)} prompts x {num_samples} samples exceed {self.limits.max_samples} rows")
+        if payload.get("length") is None:
+            raise RequestError("prompts need a length (tokens per sample, prompt included)")
+        literal = ["".join("\\" + c if c in "_{}\\" else c for c in p) for p in prompts]
+        return [self._template(t, payload["length"]) for t in literal]
 
     def _sampler(self, sampler) -> str:
         if sampler is None:
@@ -321,8 +339,12 @@ class Engine:
         return (x == self.graph.mask_id).sum(-1).tolist()
 
     def _run(self, job: Job, emit, check) -> None:
-        B, L = job.num_samples, job.length
-        template = infill_template(job.ids)
+        L = job.length
+        if job.prompts:  # several prompts in one batch: a Condition row each, every row its own seed
+            template = infill_rows([p for p in job.prompts for _ in range(job.num_samples)])
+        else:
+            template = infill_template(job.ids)
+        B = job.num_samples * (len(job.prompts) if job.prompts else 1)
         known = template.known[0].tolist()
         prev = None
         steps_taken = 0
@@ -339,6 +361,7 @@ class Engine:
             if step == 0:
                 emit("start", {"length": L, "num_samples": B, "seed": job.seed, "sampler": job.sampler,
                                "steps": job.steps, "state": cur.tolist(), "known": known,
+                               "known_rows": template.known.expand(B, L).tolist(),
                                "masked": self._masked(cur)})
             else:
                 emit("step", {"step": step, "nfe": nfe, "elapsed": time.perf_counter() - t0,
@@ -347,7 +370,7 @@ class Engine:
 
         out = self.diffusion.sample(
             self.model, B, L, job.sampler, steps=job.steps, condition=template, device=self.device,
-            generator=torch.Generator(self.device).manual_seed(job.seed), callback=on_step,
+            seeds=[seed_for(job.seed, i) for i in range(B)], callback=on_step,  # row i: the same in any batch
             **job.options, **job.extras)
         final = out.samples.detach().to("cpu", copy=True)
         emit("done", {"steps_taken": steps_taken, "nfe": out.nfe,
