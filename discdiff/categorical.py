@@ -6,7 +6,10 @@ temperature is effectively lowered. That bias flattered the published generative
 SEDD and MDLM by 3-4x. Here every draw uses float64 inverse-CDF sampling; ``method="gumbel_fp32"``
 exists only so benchmarks and tests can show that bias.
 
-This module imports nothing from the rest of discdiff, so every layer may use it.
+``generator`` may be one ``torch.Generator`` for the batch or a ``discdiff.row_random.RowGenerators``
+(one per leading row: a row's draw then never depends on the other rows).
+
+This module imports nothing from the rest of discdiff but the leaf ``row_random``, so every layer may use it.
 """
 
 from __future__ import annotations
@@ -14,27 +17,29 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from discdiff.row_random import uniform as _row_uniform
+
 __all__ = ["sample_categorical", "sample_from_logits", "filter_logits", "NEG_INF"]
 
 #: Large negative *finite* logit for excluded states (never -inf: inf - inf = NaN).
 NEG_INF = -1e9
 
 
-def _uniform(shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> Tensor:
-    return torch.rand(shape, generator=generator, dtype=torch.float64, device=device)
-
-
 def sample_categorical(
-    probs: Tensor, generator: torch.Generator | None = None, method: str = "float64"
+    probs: Tensor, generator=None, method: str = "float64", *, uniform: Tensor | None = None
 ) -> Tensor:
     """Draw one index per row from unnormalised non-negative weights ``probs`` [..., S] -> Long[...].
 
     ``method="float64"`` (default): inverse CDF with a float64 uniform; exact to double precision.
     ``method="gumbel_fp32"``: argmax(log p + Gumbel) with fp32 uniforms (biased, demonstration only).
-    Rows summing to zero raise ValueError.
+    ``uniform``: float64 U[0, 1) of shape probs.shape[:-1] drawn by the caller (e.g. per row, from
+    ``RowGenerators``) instead of ``generator``; float64 method only. Rows summing to zero raise ValueError.
     """
+    if uniform is not None and (method != "float64" or uniform.shape != probs.shape[:-1]):
+        raise ValueError(f"uniform= needs method='float64' and shape {tuple(probs.shape[:-1])}, got {method!r} "
+                         f"and {tuple(uniform.shape)}")
     if method == "gumbel_fp32":
-        u = torch.rand(probs.shape, generator=generator, dtype=torch.float32, device=probs.device)
+        u = _row_uniform(probs.shape, generator, torch.float32, probs.device)
         gumbel = -torch.log(-torch.log(u.clamp_min(torch.finfo(torch.float32).tiny)))
         logp = torch.log(probs.float().clamp_min(0))
         return torch.argmax(logp + gumbel, dim=-1)
@@ -45,7 +50,9 @@ def sample_categorical(
     total = cdf[..., -1:]
     if (total <= 0).any() or not torch.isfinite(total).all():
         raise ValueError("categorical weights must have a positive, finite sum in every row")
-    u = _uniform(total.shape, generator, probs.device) * total
+    u = uniform[..., None].to(torch.float64) if uniform is not None else _row_uniform(total.shape, generator,
+                                                                                       device=probs.device)
+    u = u * total
     idx = torch.searchsorted(cdf, u, right=True).squeeze(-1)
     # u < total, but rounding can overshoot the last bin: clamp to the last state with positive weight,
     # so a zero-weight state (an excluded MASK) is never drawn

@@ -174,7 +174,7 @@ def _eval(args) -> int:
         return 0
     data = load_eval_data(args.data, context=context, vocab_size=pre.vocab_size,
                           split=args.split, batch_size=args.batch_size, max_sequences=max_sequences,
-                          seed=args.seed)
+                          seed=args.seed, records=(pre.config.get("records") or {}).get("padding", "pad"))
     ev = evaluate(pre, data, objectives=args.objective, num_draws=args.draws, seed=args.seed, device=args.device)
     print(json.dumps(ev.to_dict(), indent=1))
     return 0

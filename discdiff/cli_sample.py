@@ -25,8 +25,15 @@ DESCRIPTION = """Draw sequences from a trained model; print them, or write JSON 
     discdiff sample --model runs/images-cond --label sandal --guidance 2     # a class-conditional model
     discdiff sample --model runs/sft --prompt "$(printf 'ROMEO.\nGood morrow.\n\nJULIET.\n')"  # an SFT model answers
 
+    discdiff sample --model runs/proteins --num-samples 8 --stats           # records end at their EOS
+    discdiff sample --model runs/proteins --record-length auto               # length first, then residues
+    discdiff sample --model runs/sc --prompts-file prompts.txt --length 64   # one prompt per line
+
 --model takes a run directory (its pretrained/), a save_pretrained directory or one checkpoint
-(runs/sc/checkpoints/step_00001000). The same --seed gives the same samples."""
+(runs/sc/checkpoints/step_00001000). Row i draws from its own generator, seeded by (--seed, i): the same
+--seed gives the same samples, and row i is the same whatever --num-samples or the other prompts are.
+A model trained on records (data.records=eos) prints each record up to its first EOS; BOS stays at
+position 0 and is never generated elsewhere."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,31 +54,89 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", type=console.device, default="cpu", help=DEVICE_HELP)
     p.add_argument("--out", type=Path, default=None, metavar="FILE",
                    help="write samples as JSON lines to this file (default: print them)")
+    p.add_argument("--record-length", default=None, metavar="N|auto",
+                   help="record models: generate records of N tokens (auto: each row's length drawn from the "
+                   "training records'), EOS pinned after them")
+    p.add_argument("--stats", action="store_true",
+                   help="record models: print the fraction of well-formed records and their mean length")
     cond = p.add_mutually_exclusive_group()
     cond.add_argument("--prompt", default=None, metavar="TEXT",
                       help="text the samples start with; the rest (up to --length) is generated")
+    cond.add_argument("--prompts-file", default=None, type=Path, metavar="FILE",
+                      help="one prompt per line; --num-samples rows for each (prompts of different lengths in "
+                      "one batch)")
     cond.add_argument("--template", default=None, metavar="TEXT",
                       help="an infill template: '_' is one blank token, '{N}' is N blanks, '\\_' a literal "
                       "underscore, e.g. 'To be, or {6} to be'; known parts stay fixed")
 
 
-def _condition(args, pre, length: int):
-    """A Condition from --prompt (a prefix) or --template (blanks to fill), or None."""
-    text = args.template
-    if args.prompt is not None:
-        text = "".join("\\" + c if c in "_{}\\" else c for c in args.prompt)  # literal text, blanks appended
-    if text is None:
-        return None
-    if pre.tokenizer is None:
-        raise ValueError("--prompt / --template need a model saved with its tokenizer")
-    from discdiff.data.template import template_ids
-    from discdiff.sampling import infill_template
+def _literal(text: str) -> str:
+    """A prompt as template text: its characters literal, blanks appended by the length."""
+    return "".join("\\" + c if c in "_{}\\" else c for c in text)
 
-    if args.prompt is not None:
-        cli_condition.prompt_limit(pre, len(pre.tokenizer.encode(args.prompt)), length)
-    ids = template_ids(text, pre.tokenizer, length if args.prompt is not None or args.length is not None else None,
-                       length)
-    return infill_template(ids)
+
+def _prompt_texts(args) -> list[str] | None:
+    if args.prompts_file is not None:
+        if not args.prompts_file.is_file():
+            raise ValueError(f"--prompts-file {args.prompts_file}: no such file")
+        lines = args.prompts_file.read_text(encoding="utf-8").splitlines()
+        if not lines or not all(lines):
+            raise ValueError(f"--prompts-file {args.prompts_file}: needs one non-empty prompt per line")
+        return lines
+    return None if args.prompt is None else [args.prompt]
+
+
+def _condition(args, pre, length: int, fmt=None):
+    """A Condition from --prompt / --prompts-file (prefixes, one row each per sample) or --template (blanks
+    to fill), after BOS when the model's records start with one; or None. Returns (condition, rows)."""
+    texts = _prompt_texts(args)
+    if texts is None and args.template is None:
+        return None, args.num_samples
+    if pre.tokenizer is None:
+        raise ValueError("--prompt / --prompts-file / --template need a model saved with its tokenizer")
+    from discdiff.data.template import template_ids
+    from discdiff.sampling import infill_rows
+
+    offset = fmt.offset if fmt is not None else 0
+    head = [fmt.bos_id] if offset else []
+    if texts is None:  # a template: without --length it sets its own
+        fixed = args.length is not None
+        ids = head + template_ids(args.template, pre.tokenizer, length - offset if fixed else None, length - offset)
+        return infill_rows([ids] * args.num_samples), args.num_samples
+    for t in texts:
+        cli_condition.prompt_limit(pre, len(pre.tokenizer.encode(t)) + offset, length)
+    rows = [head + template_ids(_literal(t), pre.tokenizer, length - offset, length - offset) for t in texts]
+    return infill_rows([r for r in rows for _ in range(args.num_samples)]), len(rows) * args.num_samples
+
+
+def _record_lengths(args, pre, fmt, rows: int, length: int):
+    """--record-length: None, N for every row, or 'auto' (drawn from the training records, seeded by --seed)."""
+    value = args.record_length
+    if value is None:
+        return None
+    if fmt is None:
+        raise ValueError("--record-length needs a model trained on records (data.records=eos)")
+    import torch
+
+    from discdiff.sampling import draw_lengths
+
+    if value == "auto":
+        counts = pre.config["records"].get("length_counts")
+        return draw_lengths(counts, rows, torch.Generator().manual_seed(args.seed), longest=fmt.max_body(length))
+    if not value.isdigit() or not 1 <= int(value) <= fmt.max_body(length):
+        raise ValueError(f"--record-length must be auto or an integer in [1, {fmt.max_body(length)}] (the length "
+                         f"less BOS and one EOS), got {value!r}")
+    return [int(value)] * rows
+
+
+def _record_format(pre):
+    """The model's record layout (a model trained with data.records=eos), else None."""
+    layout = pre.config.get("records")
+    if not layout or layout.get("padding") != "eos" or pre.is_ar:
+        return None
+    from discdiff.sampling import RecordFormat
+
+    return RecordFormat(eos_id=layout["eos_id"], bos_id=layout.get("bos_id"), pad_id=layout.get("pad_id"))
 
 
 def _check_output_file(path: Path | None) -> None:
@@ -111,45 +176,79 @@ def run(args) -> int:
     block_options = _block_options(args, pre)
     length = args.length if args.length is not None else pre.config["context"]
     length = block_options.pop("length", length)
-    gen = torch.Generator(args.device).manual_seed(args.seed)
-    condition = _condition(args, pre, length)
+    fmt = _record_format(pre)
+    if args.stats and fmt is None:
+        raise ValueError("--stats needs a model trained on records (data.records=eos)")
+    condition, rows = _condition(args, pre, length, fmt)
     label = cli_condition.resolve_label(args.label, pre)
     if condition is not None:
         length = condition.tokens.shape[1]  # a template without --length sets its own
     if pre.is_ar:
-        if condition is not None or label is not None:
+        if condition is not None or args.record_length is not None or label is not None:
             raise ValueError("--prompt / --template need a diffusion model; the AR baseline samples unprompted here")
+        gen = torch.Generator(args.device).manual_seed(args.seed)
         ids = pre.diffusion.sample(pre.model, args.num_samples, length, generator=gen, device=args.device,
                                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p).samples
     else:
-        from discdiff.sampling import SAMPLERS, default_sampler, default_sampler_reason, sampler_options_from_args
+        ids = _sample_diffusion(args, pre, length, rows, condition, fmt, label, block_options)
+    _write(args, pre, ids, fmt, condition, label)
+    return 0
 
-        options = sampler_options_from_args(args)  # the library's checks, in the CLI's words:
-        graph, kind = pre.diffusion.graph, type(pre.diffusion.graph).__name__
-        conditioning = cli_condition.conditioning_of(pre)
-        cli_condition.check_null_guidance(conditioning, options.get("guidance"), options.get("guidance_mode", "null"),
-                                          label, condition is not None)
-        if options.get("guidance") and graph.mask_id is None and (label is None or args.guidance_mode != "null"):
-            raise ValueError(f"--guidance needs a masked (absorbing) model; this one is {kind}")
-        fits = [n for n, s in SAMPLERS.items() if not (s.needs_mask and graph.mask_id is None)]
-        if options.get("sampler", fits[0]) not in fits:
-            raise ValueError(f"--sampler {options['sampler']} needs a masked (absorbing) model; this one is "
-                             f"{kind}: use one of {', '.join(fits)}")
-        if "sampler" not in options:
-            options["sampler"] = default_sampler(graph, pre.diffusion.parameterization)
-            print(f"sampler: {default_sampler_reason(graph, pre.diffusion.parameterization)}", file=sys.stderr)
-        out = pre.diffusion.sample(pre.model, args.num_samples, length, generator=gen, device=args.device,
-                                   condition=condition, **options, **block_options,
-                                   **({"label": label} if label is not None else {}))
-        ids = out.samples
-    rows = []
+
+def _sample_diffusion(args, pre, length: int, rows: int, condition, fmt, label, block_options: dict):
+    from discdiff.sampling import (
+        SAMPLERS,
+        default_sampler,
+        default_sampler_reason,
+        sampler_options_from_args,
+        without_tokens,
+    )
+    from discdiff.seeding import seed_for
+
+    options = sampler_options_from_args(args)  # the library's checks, in the CLI's words:
+    graph, kind = pre.diffusion.graph, type(pre.diffusion.graph).__name__
+    cli_condition.check_null_guidance(cli_condition.conditioning_of(pre), options.get("guidance"),
+                                      options.get("guidance_mode", "null"), label, condition is not None)
+    if options.get("guidance") and graph.mask_id is None and (label is None or args.guidance_mode != "null"):
+        raise ValueError(f"--guidance needs a masked (absorbing) model; this one is {kind}")
+    fits = [n for n, s in SAMPLERS.items() if not (s.needs_mask and graph.mask_id is None)]
+    if options.get("sampler", fits[0]) not in fits:
+        raise ValueError(f"--sampler {options['sampler']} needs a masked (absorbing) model; this one is "
+                         f"{kind}: use one of {', '.join(fits)}")
+    if "sampler" not in options:
+        options["sampler"] = default_sampler(graph, pre.diffusion.parameterization)
+        print(f"sampler: {default_sampler_reason(graph, pre.diffusion.parameterization)}", file=sys.stderr)
+    model = pre.model
+    if fmt is not None:  # BOS pinned at 0 (and EOS after a chosen length); specials never drawn inside
+        lengths = _record_lengths(args, pre, fmt, rows, length)
+        prompt = None if condition is None else condition.validate(rows, length, graph.num_clean_states)
+        condition = fmt.condition(rows, length, lengths, prompt=prompt)
+        model = without_tokens(pre.model, fmt.specials if lengths is not None else fmt.inner_specials)
+    elif args.record_length is not None:
+        _record_lengths(args, pre, fmt, rows, length)  # raises: not a record model
+    extra = {**block_options, **({"label": label} if label is not None else {})}
+    if getattr(pre.diffusion, "block_size", None) is None:
+        extra["seeds"] = [seed_for(args.seed, i) for i in range(rows)]  # row i: the same whatever the batch
+    else:  # the block sampler draws from one generator (per-row seeds are not wired into it yet)
+        import torch
+
+        extra["generator"] = torch.Generator(args.device).manual_seed(args.seed)
+    return pre.diffusion.sample(model, rows, length, device=args.device, condition=condition,
+                                **options, **extra).samples
+
+
+def _write(args, pre, ids, fmt, condition, label) -> None:
+    """Print the samples (records cut at their first EOS; a prompt-response model's answer) or write them as
+    JSON lines; --stats to stderr."""
+    bodies = fmt.cut(ids.cpu()) if fmt is not None else ids.tolist()
     answers = args.prompt is not None and cli_condition.conditioning_of(pre).get("prompt_response")
     prompt_length = int(condition.known[0].sum()) if answers else 0
-    for row in ids.tolist():
-        text = pre.tokenizer.decode(row) if pre.tokenizer is not None else None
-        rows.append({"ids": row, "text": text.tolist() if hasattr(text, "tolist") else text})  # images: grey levels
+    rows = []
+    for body in bodies:
+        text = pre.tokenizer.decode(body) if pre.tokenizer is not None else None
+        rows.append({"ids": body, "text": text.tolist() if hasattr(text, "tolist") else text})  # images: levels
         if answers:  # a prompt-response model: the answer after the prompt, up to its first EOS
-            rows[-1]["response"] = cli_condition.response_of(row, prompt_length, pre.tokenizer)
+            rows[-1]["response"] = cli_condition.response_of(body, prompt_length, pre.tokenizer)
         if label is not None:
             rows[-1]["label"] = label
     if args.out:
@@ -158,4 +257,10 @@ def run(args) -> int:
         for i, r in enumerate(rows):
             shown = r.get("response", r["text"])
             print(f"--- sample {i}\n{shown if shown is not None else r['ids']}")
-    return 0
+    if args.stats:
+        from discdiff.evaluation.records import record_letters
+        from discdiff.evaluation.validity import record_stats
+
+        stats = record_stats(ids.cpu(), fmt, record_letters(pre.tokenizer, pre.vocab_size))
+        print(f"records: {stats.validity:.1%} well-formed of {stats.samples}; mean length {stats.mean_length:.1f}",
+              file=sys.stderr)

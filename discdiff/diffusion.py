@@ -35,6 +35,7 @@ from . import losses
 from .graphs import Graph
 from .model_call import call_model
 from .parameterization import Parameterization, get_parameterization
+from .row_random import resolve_generator
 from .sampling import Predictor, SampleOutput, check_sample_size, resolve_sampler, run_sampler, split_options
 from .sampling.options import OPTIONS
 from .schedules import Schedule, check_times
@@ -258,7 +259,7 @@ class Diffusion:
 
     def sample(self, model: Model, num_samples: int, length: int, sampler: str | None = None, *,
                generator: torch.Generator | None = None, condition=None, guidance: float = 0.0, device=None,
-               callback=None, label=None, **options) -> SampleOutput:
+               callback=None, label=None, seeds=None, **options) -> SampleOutput:
         """Draw ``num_samples`` sequences of ``length`` tokens from the reverse process.
 
         Args:
@@ -269,6 +270,8 @@ class Diffusion:
                 "null" contrasts with the trained unconditional branch, "infill" masks the known positions).
             label: class labels [num_samples] (or one int for all) of a class-conditional model.
             callback: ``callback(step, state [B, L], nfe)`` at the start (step 0) and after every step.
+            seeds: one integer per row instead of ``generator``: row b draws only from a generator seeded
+                with seeds[b], so its sample does not depend on the rest of the batch.
             options: the rows of ``discdiff.sampling.OPTIONS``: steps (default 128; first_hitting ignores
                 it, confidence splits it over blocks), temperature, top_k, top_p, t_end, denoise, cache,
                 categorical, return_trajectory, and the confidence sampler's block_length, threshold,
@@ -289,6 +292,7 @@ class Diffusion:
         predictor = Predictor(model, self.graph, self.schedule, self.parameterization, condition=condition,
                               guidance=guidance, num_rows=num_samples, device=device, label=label,
                               **predictor_options)
+        generator = resolve_generator(generator, seeds, num_samples, device)
         return run_sampler(predictor, num_samples, length, sampler, split.loop, generator=generator,
                            callback=callback)
 

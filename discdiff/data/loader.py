@@ -81,27 +81,49 @@ class WindowDataset:
         return Batch(tokens, torch.ones_like(tokens, dtype=torch.bool), None)
 
 
+#: how a record shorter than the context is filled (``RecordDataset(padding=...)``, config ``data.records``)
+RECORD_PADDINGS = ("eos", "pad")
+#: what happens to a record longer than the context (``long_records=``, config ``data.long_records``)
+LONG_RECORDS = ("crop", "drop", "error")
+
+
 class RecordDataset:
-    """One record per example: EOS appended (when the tokenizer has one), padded with PAD to `context`.
-    With `add_bos=True` (an autoregressive baseline's start token) BOS is prepended as well.
+    """One record per example: EOS appended (when the tokenizer has one), then filled to `context`.
+
+    ``padding="eos"`` (LLaDA's recipe, what ``discdiff train`` uses for record corpora): the record is
+    ``[BOS] body EOS EOS ... EOS`` and *every* position is a real token (mask all True): the EOS padding is
+    noised and predicted like any token, so the model learns where a record ends. ``padding="pad"``: the
+    record is followed by PAD, which the mask marks as padding (never trained; a model so trained fills
+    the tail with anything). With `add_bos=True` BOS is prepended (the AR baseline's start token; the
+    "eos" recipe's pinned first token).
 
     A record (with its EOS) longer than `context` is cropped to a window of `context` tokens: a random
     window per (epoch, record) when the loader shuffles, its start otherwise. The count is printed once
-    as a TruncationWarning; pass `long_records="error"` to refuse such records instead."""
+    as a TruncationWarning; `long_records="drop"` leaves such records out, `"error"` refuses them."""
 
     def __init__(self, source, context: int, *, eos_id: int | None = None, pad_id: int | None = None,
-                 bos_id: int | None = None, add_bos: bool = False, long_records: str = "crop"):
+                 bos_id: int | None = None, add_bos: bool = False, long_records: str = "crop",
+                 padding: str = "pad"):
         self.data = _as_token_file(source)
         if context < 1:
             raise ValueError(f"context must be positive, got {context}")
-        if long_records not in ("crop", "error"):
-            raise ValueError(f"long_records must be 'crop' or 'error', got {long_records!r}")
+        if long_records not in LONG_RECORDS:
+            raise ValueError(f"long_records must be one of {', '.join(LONG_RECORDS)}; got {long_records!r}")
+        if padding not in RECORD_PADDINGS:
+            raise ValueError(f"padding must be one of {', '.join(RECORD_PADDINGS)}; got {padding!r}")
+        if padding == "eos" and eos_id is None:
+            raise ValueError("padding='eos' needs an eos_id (a tokenizer with an EOS token)")
         if add_bos and bos_id is None:
             raise ValueError("add_bos=True needs a bos_id")
-        self.context, self.eos_id, self.pad_id = context, eos_id, pad_id
+        self.context, self.eos_id, self.pad_id, self.padding = context, eos_id, pad_id, padding
         self.bos_id = bos_id if add_bos else None
         self.lengths = self.data.lengths + (eos_id is not None) + (self.bos_id is not None)
-        long = np.flatnonzero(self.lengths > context)
+        self.kept = np.arange(self.lengths.size)  # record ids behind example ids (long_records="drop" thins it)
+        if long_records == "drop":
+            self.kept = np.flatnonzero(self.lengths <= context)
+            if self.kept.size == 0:
+                raise ValueError(f"{self.data.header_path}: no record fits context {context} (long_records='drop')")
+        long = np.flatnonzero(self.lengths[self.kept] > context)
         if long.size and long_records == "error":
             raise ValueError(f"{self.data.header_path}: {long.size} records are longer than context {context} "
                              f"(record {long[0]} has {self.lengths[long[0]]} tokens)")
@@ -109,16 +131,33 @@ class RecordDataset:
             warnings.warn(f"{self.data.header_path.name}: {long.size} of {self.lengths.size} records "
                           f"({100 * long.size / self.lengths.size:.1f}%) are longer than context {context} and "
                           "are cropped to a window of that length", TruncationWarning, stacklevel=2)
-        if pad_id is None and (self.lengths < context).any():
+        if padding == "pad" and pad_id is None and (self.lengths < context).any():
             raise ValueError(f"{self.data.header_path}: records shorter than context {context} need a pad_id")
 
     def __len__(self) -> int:
-        return self.lengths.size
+        return self.kept.size
+
+    def record_lengths(self) -> np.ndarray:
+        """[N] each example's real tokens, clipped to the context: [BOS] + record + its one EOS."""
+        return np.minimum(self.lengths[self.kept], self.context)
+
+    def record_layout(self) -> dict:
+        """How records are laid out, and the body-length histogram (``length_counts[n]`` records of n
+        tokens between [BOS] and EOS, those that fit the context): saved with a model so that sampling
+        knows where a record starts and ends, and can draw lengths first."""
+        offset = int(self.bos_id is not None)
+        longest = self.context - offset - 1
+        body = self.lengths[self.kept] - offset - (self.eos_id is not None)
+        counts = np.bincount(body[body <= longest], minlength=max(longest + 1, 1))
+        return {"padding": self.padding, "eos_id": self.eos_id, "bos_id": self.bos_id, "pad_id": self.pad_id,
+                "length_counts": counts.tolist()}
 
     def get(self, indices: np.ndarray, epoch_seed: int, randomize: bool = True) -> Batch:
         L = self.context
-        tokens = np.full((indices.size, L), self.pad_id if self.pad_id is not None else 0, dtype=np.int64)
-        mask = np.zeros((indices.size, L), dtype=bool)
+        fill = self.eos_id if self.padding == "eos" else self.pad_id if self.pad_id is not None else 0
+        tokens = np.full((indices.size, L), fill, dtype=np.int64)
+        mask = np.full((indices.size, L), self.padding == "eos", dtype=bool)
+        indices = self.kept[np.asarray(indices, dtype=np.int64)]
         spare = np.maximum(self.lengths[indices] - L, 0)
         starts = (splitmix64_array(epoch_seed, indices) % (spare + 1).astype(np.uint64)).astype(np.int64)
         if not randomize:
@@ -141,11 +180,18 @@ class RecordDataset:
 LAYOUT_DATASETS: dict = {}
 
 
-def open_dataset(header: str | Path, context: int, **kwargs) -> WindowDataset | RecordDataset:
-    """The dataset a split's layout calls for; a RecordDataset takes EOS / PAD from the saved tokenizer."""
+def open_dataset(header: str | Path, context: int, *, records: str = "pad", **kwargs) -> WindowDataset | RecordDataset:
+    """The dataset a split's layout calls for; a RecordDataset takes EOS / PAD / BOS from the saved tokenizer.
+
+    ``records``: how records are trained: "eos" (LLaDA: ``[BOS] body EOS ... EOS``, every position real,
+    when the tokenizer has an EOS; a tokenizer without one, e.g. pixels, keeps its fixed-size records) or
+    "pad" (PAD padding, masked out). Running text ignores it: its windows are packed, documents separated
+    by EOS."""
     data = TokenFile.open(header)
     if data.layout == "stream":
         return WindowDataset(data, context, **kwargs)
+    if records not in RECORD_PADDINGS:
+        raise ValueError(f"records must be one of {', '.join(RECORD_PADDINGS)}; got {records!r}")
     tok = load_tokenizer(data.tokenizer_dir)
     if data.layout in LAYOUT_DATASETS:  # e.g. "pairs" (discdiff.data.pairs registers it)
         return LAYOUT_DATASETS[data.layout](data, context, tok)
@@ -153,6 +199,9 @@ def open_dataset(header: str | Path, context: int, **kwargs) -> WindowDataset | 
         _check_image_context(data, tok, context)
     for name in ("eos_id", "pad_id", "bos_id"):
         kwargs.setdefault(name, getattr(tok, name))
+    if records == "eos" and kwargs["eos_id"] is not None:
+        kwargs.setdefault("padding", "eos")
+        kwargs.setdefault("add_bos", kwargs["bos_id"] is not None)
     return RecordDataset(data, context, **kwargs)
 
 

@@ -49,14 +49,18 @@ def is_corpus_dir(source) -> bool:
 
 
 def open_split(source: str, split: str, *, context: int, vocab_size: int | None = None, dtype: str = "uint16",
-               synthetic_tokens: int = 200_000, random_offset: bool = True) -> Split:
+               synthetic_tokens: int = 200_000, random_offset: bool = True, records: str = "pad",
+               long_records: str = "crop") -> Split:
     """One source's dataset of ``context``-token examples; ``split`` picks the split of a corpus directory.
 
     ``vocab_size`` is required for .npy / .bin / synthetic sources (prepared corpora record their own);
     ``synthetic_tokens`` sizes a synthetic "train" split (a synthetic "validation" split has 64 windows).
     ``random_offset`` (running text): True lets training shift the window grid each epoch (the last
     window may then go unused); False counts every whole window [i L, (i + 1) L) of the split (evaluation).
+    ``records`` ("eos" or "pad") and ``long_records`` ("crop", "drop" or "error"): how a record corpus is
+    laid out (``discdiff.data.RecordDataset``); running text ignores them.
     """
+    layout = {"records": records, "long_records": long_records}
     source = str(source)
     if source in ("synthetic", "synthetic-valid"):
         vocab = _need_vocab(vocab_size, source)
@@ -69,12 +73,13 @@ def open_split(source: str, split: str, *, context: int, vocab_size: int | None 
         header = manifest.splits.get(split)
         if header is None:
             raise ValueError(f"{path}: no {split!r} split (has {sorted(manifest.splits)})")
-        return Split(_open_file(header, context, random_offset), manifest.vocab_size, manifest.tokenizer_dir)
+        return Split(_open_file(header, context, random_offset, **layout), manifest.vocab_size,
+                     manifest.tokenizer_dir)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such data (see `discdiff prepare --help`)")
     if path.suffix == ".json":
         tf = TokenFile.open(path)
-        return Split(_open_file(path, context, random_offset), tf.vocab_size, tf.tokenizer_dir)
+        return Split(_open_file(path, context, random_offset, **layout), tf.vocab_size, tf.tokenizer_dir)
     if path.suffix == ".npy":
         tokens = np.load(path, mmap_mode="r")
     elif path.suffix == ".bin":
@@ -89,11 +94,11 @@ def open_split(source: str, split: str, *, context: int, vocab_size: int | None 
     return Split(WindowDataset(in_memory_token_file(tokens, vocab, path), context, random_offset), vocab, None)
 
 
-def _open_file(header, context: int, random_offset: bool):
+def _open_file(header, context: int, random_offset: bool, records: str = "pad", long_records: str = "crop"):
     """A token file's dataset: windows of running text (with the offset policy asked for), or records."""
     if TokenFile.open(header).layout == "stream":
         return WindowDataset(header, context, random_offset)
-    return open_dataset(header, context)
+    return open_dataset(header, context, records=records, long_records=long_records)
 
 
 def _need_vocab(vocab_size: int | None, source: str) -> int:

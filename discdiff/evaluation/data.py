@@ -102,7 +102,8 @@ def data_hash(batches: Sequence[tuple[Tensor, Tensor]]) -> str:
 
 
 def load_eval_data(source, *, context: int, vocab_size: int | None = None, split: str = "validation",
-                   max_sequences: int | None = None, batch_size: int = 32, seed: int = 0) -> EvalData:
+                   max_sequences: int | None = None, batch_size: int = 32, seed: int = 0, records: str = "pad",
+                   long_records: str = "crop") -> EvalData:
     """``max_sequences`` examples spread over the whole split (every example when None), as batches.
 
     The examples are a seeded stratified sample (``discdiff.data.splits.spread_sample``): one random draw
@@ -110,10 +111,12 @@ def load_eval_data(source, *, context: int, vocab_size: int | None = None, split
     on them (``diffusion_nll``, ``ar_nll``) are for the mean over the *whole split*, with the variance of
     that design; the sample (seed, n, N, method) is recorded in every result. ``source`` takes every form
     ``discdiff.data.splits.open_split`` takes: a prepared corpus directory (its ``split``), a token-file
-    header, a .npy / .bin of ids, or "synthetic" (held-out synthetic tokens).
+    header, a .npy / .bin of ids, or "synthetic" (held-out synthetic tokens). ``records`` / ``long_records``:
+    the record layout the model was trained on (``discdiff.data.RecordDataset``; running text ignores them).
     """
     source = "synthetic-valid" if str(source) == "synthetic" else str(source)
-    dataset, vocab, _ = open_split(source, split, context=context, vocab_size=vocab_size, random_offset=False)
+    dataset, vocab, _ = open_split(source, split, context=context, vocab_size=vocab_size, random_offset=False,
+                                   records=records, long_records=long_records)
     if vocab_size is not None and vocab != vocab_size:
         raise ValueError(f"{source}: data vocab_size {vocab} != the model's {vocab_size}")
     if len(dataset) == 0:

@@ -93,6 +93,7 @@ class LikelihoodResult:
     data_hash: str
     confidence: float = 0.95
     split_sample: SplitSample | None = None
+    padding_tokens: int = 0  # EOS padding after each record's first EOS: in the NLL, not in ``lengths``
 
     @property
     def sequences(self) -> int:
@@ -154,6 +155,7 @@ class LikelihoodResult:
         """Plain numbers for JSON (the per-sequence tensors are left out)."""
         return {
             "estimator": self.estimator, "exact": self.exact, "sequences": self.sequences, "tokens": self.tokens,
+            "padding_tokens": self.padding_tokens,
             "draws": self.draws, "confidence": self.confidence, "data_hash": self.data_hash,
             "nats_per_token": self.nats_per_token, "ci_nats_per_token": list(self.ci_nats_per_token),
             "stderr_nats_per_token": self.stderr_nats_per_token,
@@ -200,15 +202,32 @@ def _device(model, device):
     return first.device if first is not None else torch.device("cpu")
 
 
+def real_tokens(tokens: Tensor, mask: Tensor, eos_id: int | None, bos_id: int | None = None) -> Tensor:
+    """[B] real tokens per sequence. Without ``eos_id``: the mask's count. With it (EOS-padded records,
+    ``[BOS] body EOS EOS ... EOS``): the record plus its one EOS, i.e. positions up to the first EOS, less a
+    BOS at position 0; the EOS padding after it is not counted (its cost, near zero for a good model, stays
+    in the NLL). A row without EOS (a cropped record) counts all its real positions."""
+    counts = mask.sum(1)
+    if eos_id is None:
+        return counts
+    is_eos = tokens == eos_id
+    upto = torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, counts)
+    return upto - (tokens[:, 0] == bos_id).long() if bos_id is not None else upto
+
+
 def diffusion_nll(model, diffusion: Diffusion, data, objective: str | None = None, *, num_draws: int = 16,
-                  seed: int = 0, batch_size: int = 32, device=None, confidence: float = 0.95) -> LikelihoodResult:
+                  seed: int = 0, batch_size: int = 32, device=None, confidence: float = 0.95,
+                  records: dict | None = None) -> LikelihoodResult:
     """The NLL bound of ``objective`` (default: the diffusion's default) per sequence, by ``Diffusion.nll``
     (``num_draws`` times stratified per sequence, float64), aggregated with intervals and a data hash.
 
     Deterministic given (seed, data, batch order, device): every draw comes from one generator seeded
     with ``seed`` on the model's device. ``data``: anything ``as_batches`` takes; ``load_eval_data``'s
-    spread windows make the interval one for the whole split's mean.
+    spread windows make the interval one for the whole split's mean. ``records`` (a model's record layout,
+    config ``records``): bits per *real* token (each record plus its one EOS, ``real_tokens``), the EOS
+    padding counted apart in ``padding_tokens``.
     """
+    eos_id, bos_id = (records["eos_id"], records.get("bos_id")) if records else (None, None)
     objective = objective or diffusion.default_objective
     if objective not in diffusion.objectives:
         raise ValueError(f"unknown objective {objective!r}; choose one of {diffusion.objectives}")
@@ -219,7 +238,7 @@ def diffusion_nll(model, diffusion: Diffusion, data, objective: str | None = Non
     batches = as_batches(data, batch_size)
     device = _device(model, device)
     generator = torch.Generator(device).manual_seed(seed)
-    means, variances, lengths = [], [], []
+    means, variances, lengths, padding = [], [], [], 0
     with _eval_mode(model):
         for tokens, mask in batches:
             x0, mask = tokens.to(device), mask.to(device)
@@ -227,9 +246,12 @@ def diffusion_nll(model, diffusion: Diffusion, data, objective: str | None = Non
             est = diffusion.nll(model, x0, objective, num_draws=num_draws, generator=generator, padding_mask=mask)
             means.append(est.mean.cpu())
             variances.append(est.stderr.square().cpu())
-            lengths.append(mask.sum(1).cpu())
+            real = real_tokens(x0, mask, eos_id, bos_id).cpu()
+            lengths.append(real)
+            bos = int((x0[:, 0] == bos_id).sum()) if bos_id is not None else 0
+            padding += int(mask.sum()) - int(real.sum()) - bos
     return LikelihoodResult(objective, False, torch.cat(means), torch.cat(lengths), torch.cat(variances),
-                            num_draws, data_hash(batches), confidence, batches.split_sample)
+                            num_draws, data_hash(batches), confidence, batches.split_sample, padding)
 
 
 def ar_nll(model, data, *, vocab_size: int | None = None, batch_size: int = 32, device=None,
@@ -346,9 +368,16 @@ def evaluate(pretrained, data, *, objectives: Iterable[str] | None = None, num_d
     results = {}
     for objective in dict.fromkeys(objectives):
         results[objective] = diffusion_nll(pretrained.model, diff, batches, objective, num_draws=num_draws,
-                                           seed=seed, device=device, confidence=confidence)
+                                           seed=seed, device=device, confidence=confidence,
+                                           records=_eos_records(pretrained.config))
     first = next(iter(results.values()))
     agreements = [compare(first, r) for r in list(results.values())[1:]]
     time_free = is_time_free(pretrained.model) is True  # the one rule (discdiff.model_call)
     same_model = diff.parameterization.name == "denoiser" and time_free and diff.graph.mask_id is not None
     return Evaluation(results, agreements, same_model)
+
+
+def _eos_records(config: dict) -> dict | None:
+    """A model's record layout when it was trained on EOS-padded records, else None."""
+    layout = config.get("records")
+    return layout if layout and layout.get("padding") == "eos" else None

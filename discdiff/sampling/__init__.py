@@ -25,6 +25,7 @@ import torch
 from discdiff.categorical import NEG_INF, filter_logits, sample_categorical, sample_from_logits
 from discdiff.graphs import Graph
 from discdiff.parameterization import Parameterization, get_parameterization
+from discdiff.row_random import RowGenerators, resolve_generator
 
 from .ancestral import Ancestral
 from .base import SampleOutput, Sampler
@@ -36,6 +37,7 @@ from .flags import add_sampler_arguments, check_request_option, sampler_options_
 from .memory import check_memory, sampling_memory
 from .options import OPTIONS, Option, SamplerOptions, check_option, split_options
 from .predictor import Predictor
+from .records import RecordFormat, draw_lengths, infill_rows, without_tokens
 from .steps import denoise_step, euler_step, tau_leaping_step, time_grid, tweedie_step
 from .tau_leaping import TauLeaping
 from .tweedie import Tweedie
@@ -44,7 +46,8 @@ SAMPLERS: dict[str, Sampler] = {s.name: s for s in (Euler(), TauLeaping(), Tweed
                                                      Confidence())}
 
 __all__ = [
-    "NEG_INF", "OPTIONS", "SAMPLERS", "Condition", "Option", "Predictor", "SampleOutput", "Sampler",
+    "NEG_INF", "OPTIONS", "SAMPLERS", "Condition", "Option", "Predictor", "RecordFormat", "RowGenerators",
+    "SampleOutput", "Sampler", "draw_lengths", "infill_rows", "without_tokens",
     "SamplerOptions", "add_sampler_arguments", "check_option", "check_request_option", "check_sample_size",
     "default_sampler",
     "default_sampler_reason", "denoise_step", "euler_step", "filter_logits", "infill_template", "resolve_sampler",
@@ -92,25 +95,28 @@ def check_sample_size(num_samples, length) -> None:
 
 
 def run_sampler(pred: Predictor, num_samples: int, length: int, sampler: str, opts: SamplerOptions, *,
-                generator: torch.Generator | None = None,
+                generator: torch.Generator | RowGenerators | None = None,
                 callback: Callable[[int, torch.Tensor, int], None] | None = None) -> SampleOutput:
     """Run ``sampler`` (a checked name) with validated loop options on ``pred`` (its counters and cache
     start afresh: ``SampleOutput.nfe`` counts this run).
 
     Refuses a request whose memory estimate (``sampling_memory``) exceeds what is available, before
     allocating. ``callback(step, state, nfe)`` sees the state [B, L] at the start (step 0) and after every
-    step, with the model calls so far; an exception it raises stops sampling.
+    step, with the model calls so far; an exception it raises stops sampling. ``generator``: one for the
+    batch, or ``RowGenerators`` (row b draws only from its own: its sample never depends on its batch).
     """
     check_sample_size(num_samples, length)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    if generator is not None and not isinstance(generator, (torch.Generator, RowGenerators)):
+        raise ValueError(f"generator must be a torch.Generator (or RowGenerators) or None, got "
+                         f"{type(generator).__name__}")
+    generator = resolve_generator(generator, None, num_samples)
     impl = resolve_sampler(sampler, pred.graph, pred.parameterization)
     reads_steps = impl in OPTIONS["steps"].samplers
     trajectory_len = ((opts.steps if reads_steps else length) + 2) if opts.return_trajectory else 0
     check_memory(sampling_memory(num_samples, length, pred.graph.num_states, steps=opts.steps if reads_steps else None,
                                  trajectory_len=trajectory_len, guidance=bool(pred.guidance)), pred.device)
     pred.start(num_samples)
-    x = pred.pin(pred.graph.sample_prior((num_samples, length), generator=generator, device=pred.device))
+    x = pred.pin(_prior(pred.graph, num_samples, length, generator, pred.device))
     trajectory = [x] if opts.return_trajectory else None
     steps_done = 0
 
@@ -129,9 +135,19 @@ def run_sampler(pred: Predictor, num_samples: int, length: int, sampler: str, op
     return SampleOutput(x, pred.nfe, pred.nfe_per_row, trajectory)
 
 
+def _prior(graph: Graph, num_samples: int, length: int, generator, device) -> torch.Tensor:
+    """[num_samples, length] from the graph's limiting law; per-row generators draw their own row."""
+    if not isinstance(generator, RowGenerators):
+        return graph.sample_prior((num_samples, length), generator=generator, device=device)
+    return torch.cat([graph.sample_prior((1, length), generator=g, device=device) for g in generator.generators])
+
+
 def sample(pred: Predictor, num_samples: int, length: int, sampler: str | None = None, *,
-           generator: torch.Generator | None = None, callback=None, **options) -> SampleOutput:
+           generator: torch.Generator | None = None, seeds=None, callback=None, **options) -> SampleOutput:
     """Draw ``num_samples`` sequences of ``length`` tokens with a ``Predictor`` you built.
+
+    ``seeds``: one integer per row: row b draws every random number from a generator seeded with
+    seeds[b], so it is the same sample alone or in any batch (instead of one ``generator`` for the batch).
 
     ``options`` are the loop options of ``OPTIONS`` (steps, t_end, denoise, return_trajectory and the
     confidence sampler's); the draw rule, guidance and caching are the Predictor's own settings.
@@ -141,4 +157,5 @@ def sample(pred: Predictor, num_samples: int, length: int, sampler: str | None =
     if split.predictor:
         name = next(iter(split.predictor))
         raise ValueError(f"{name} is a Predictor setting: pass it to Predictor(..., {name}=...)")
+    generator = resolve_generator(generator, seeds, num_samples, pred.device)
     return run_sampler(pred, num_samples, length, sampler, split.loop, generator=generator, callback=callback)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from discdiff.row_random import RowGenerators, rows_of, uniform
+
 from .base import Sampler
 from .steps import time_grid
 
@@ -40,12 +42,17 @@ class Ancestral(Sampler):
             alpha_t, alpha_s = torch.exp(-sigma_t.double()), torch.exp(-sigma_s.double())
             last = k == opts.steps - 1
             unmask = torch.ones_like(alpha_t) if last else (alpha_s - alpha_t) / (-torch.expm1(-sigma_t.double()))
-            u = torch.rand(x.shape, generator=generator, dtype=torch.float64, device=x.device)
+            u = uniform(x.shape, generator, device=x.device)
             reveal = masked & (u < unmask[:, None])
+            picked = reveal[rows]  # [r, L]
+            token_u = None
+            if isinstance(generator, RowGenerators):  # every masked row draws L token uniforms from its own
+                # generator each step, whatever the rest of the batch reveals
+                token_u = uniform(picked.shape, rows_of(generator, rows), device=x.device)[picked]
             if reveal.any():
-                weights = torch.softmax(pred.filtered(log_probs[reveal[rows]]), -1)
+                weights = torch.softmax(pred.filtered(log_probs[picked]), -1)
                 x = x.clone()
-                x[reveal] = pred.draw(weights, generator)
+                x[reveal] = pred.draw(weights, generator if token_u is None else None, uniform=token_u)
             x = pred.pin(x)
             record(x)
         return x

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from discdiff.row_random import rows_of, uniform
+
 from .base import Sampler
 
 
@@ -63,9 +65,10 @@ class Confidence(Sampler):
     def _step(self, pred, x, rows, masked, sigma_bar, generator, threshold, remasking, greedy, steps_left):
         log_probs = pred.clean_log_probs(x[rows], sigma_bar[rows], rows)  # [r, L, C]
         weights = torch.softmax(pred.filtered(log_probs), -1)
-        tokens = weights.argmax(-1) if greedy else pred.draw(weights, generator)
+        row_gen = rows_of(generator, rows)  # per-row seeds: each row draws from its own generator
+        tokens = weights.argmax(-1) if greedy else pred.draw(weights, row_gen)
         if remasking == "random":
-            conf = torch.rand(masked.shape, generator=generator, dtype=torch.float64, device=x.device)
+            conf = uniform(masked.shape, row_gen, device=x.device)
         else:
             conf = log_probs.gather(-1, tokens[..., None]).squeeze(-1).double().exp()
         conf = conf.masked_fill(~masked, -1.0)

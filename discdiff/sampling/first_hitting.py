@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from discdiff.row_random import rows_of, uniform
+
 from .base import Sampler
 
 
@@ -35,15 +37,16 @@ class FirstHitting(Sampler):
             if rows.numel() == 0:
                 return x
             m = count[rows].double()
-            u = torch.rand(rows.numel(), generator=generator, dtype=torch.float64, device=device)
+            row_gen = rows_of(generator, rows)  # per-row seeds: each row draws from its own generator
+            u = uniform((rows.numel(),), row_gen, device=device)
             gone = -torch.expm1(-sigma[rows]) * u ** (1.0 / m)  # 1 - alpha_s
             sigma[rows] = -torch.log1p(-gone)
             sigma[rows] = schedule.total(schedule.inverse(sigma[rows]))  # stay on the schedule's range
             log_probs = pred.clean_log_probs(x[rows], sigma[rows].to(torch.get_default_dtype()), rows)
-            keys = torch.rand(masked[rows].shape, generator=generator, dtype=torch.float64, device=device)
+            keys = uniform(masked[rows].shape, row_gen, device=device)
             pos = keys.masked_fill(~masked[rows], -1.0).argmax(-1)  # a uniformly chosen masked position
             picked = log_probs[torch.arange(rows.numel(), device=device), pos]
-            tokens = pred.draw(torch.softmax(pred.filtered(picked), -1), generator)
+            tokens = pred.draw(torch.softmax(pred.filtered(picked), -1), row_gen)
             x = x.clone()
             x[rows, pos] = tokens
             x = pred.pin(x)

@@ -208,9 +208,12 @@ class Predictor:
         """Clean-token log-weights after temperature / top-k / top-p (float64)."""
         return filter_logits(log_probs, self.temperature, self.top_k, self.top_p)
 
-    def draw(self, probs: Tensor, generator: torch.Generator | None) -> Tensor:
-        """One index per row of the non-negative weights ``probs`` [..., K]."""
-        return sample_categorical(probs, generator, method=self.categorical)
+    def draw(self, probs: Tensor, generator, uniform: Tensor | None = None) -> Tensor:
+        """One index per row of the non-negative weights ``probs`` [..., K]; ``generator`` is one generator
+        or ``RowGenerators`` (per leading row), or ``uniform`` [...] holds float64 uniforms drawn per row."""
+        if uniform is not None and self.categorical != "float64":
+            raise ValueError("per-row seeds need categorical='float64' (gumbel_fp32 is only a demonstration)")
+        return sample_categorical(probs, generator, method=self.categorical, uniform=uniform)
 
     def __repr__(self) -> str:
         return (f"Predictor({type(self.model).__name__}, {self.graph!r}, {self.schedule!r}, "

@@ -23,7 +23,10 @@ import torch
 
 from discdiff.autoregressive import Autoregressive
 from discdiff.data.template import TemplateError, template_ids
-from discdiff.sampling import OPTIONS, SAMPLERS, check_request_option, default_sampler, infill_template
+from discdiff.sampling import OPTIONS, SAMPLERS, check_request_option, default_sampler, infill_rows, infill_template
+from discdiff.seeding import seed_for
+
+from .limits import Limits, RequestError, Stopped
 
 __all__ = ["Engine", "Job", "Limits", "RequestError", "Stopped"]
 
@@ -44,40 +47,6 @@ EXAMPLES = {
 }
 
 
-class RequestError(ValueError):
-    """Invalid or refused request; ``status`` is the HTTP status the server answers with."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
-
-
-class Stopped(Exception):
-    """Raised by a ``check`` callback to end a generation early; the message says why."""
-
-
-@dataclass
-class Limits:
-    """What one request may ask for, and how much the server does at once."""
-
-    max_length: int = 1024  # tokens per sample (capped by the model's max_len)
-    max_steps: int = 1024
-    max_samples: int = 4  # rows per request
-    max_concurrent: int = 1  # generations running at once (CPU: one uses every core already)
-    max_queue: int = 8  # requests that may wait for a slot; beyond that: 429
-    timeout_s: float = 120.0  # per request, from admission to the last step, waiting included
-
-    def validate(self) -> Limits:
-        for name in ("max_length", "max_steps", "max_samples", "max_concurrent"):
-            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if int(self.max_queue) != self.max_queue or self.max_queue < 0:
-            raise ValueError(f"max_queue must be a non-negative integer, got {self.max_queue!r}")
-        if not self.timeout_s > 0:
-            raise ValueError(f"timeout_s must be positive, got {self.timeout_s!r}")
-        return self
-
-
 @dataclass
 class Job:
     """A validated request."""
@@ -90,6 +59,7 @@ class Job:
     options: dict = field(default_factory=dict)  # temperature / top_k / top_p
     extras: dict = field(default_factory=dict)  # sampler-specific (confidence: threshold, block_length)
     label: int | None = None  # the class of a class-conditional model
+    prompts: list[list[int | None]] | None = None  # several prompts: one template per prompt (ids = the first)
 
     @property
     def length(self) -> int:
@@ -104,6 +74,7 @@ _FIELDS: dict[str, tuple[type | tuple, str]] = {
     "num_samples": (int, "an integer"),
     "seed": (int, "an integer or null"),
     "label": ((int, str), "a class name, an integer or null"),
+    "prompts": (list, "a list of strings (prompts of different lengths, one batch; needs a length)"),
 }
 _SAMPLER_FIELDS = [name for name, opt in OPTIONS.items() if opt.web]
 # the options every sampler reads go to Job.options; those of one sampler (confidence's) to Job.extras
@@ -245,7 +216,8 @@ class Engine:
         num_samples = payload.get("num_samples", 1)
         if not 1 <= num_samples <= lim.max_samples:
             raise RequestError(f"num_samples must lie in [1, {lim.max_samples}], got {num_samples}")
-        ids = self._template(payload.get("template", ""), payload.get("length"))
+        prompts = self._prompts(payload, num_samples)
+        ids = prompts[0] if prompts else self._template(payload.get("template", ""), payload.get("length"))
         seed = payload.get("seed")
         if seed is None:
             seed = secrets.randbelow(2**31)
@@ -255,7 +227,7 @@ class Engine:
         self._check_blocks(extras, steps, len(ids))
         known = any(i is not None for i in ids)  # a prompt or infill: guidance's null branch may mask it
         label = self._label(payload.get("label"), options.get("guidance"), known)
-        return Job(sampler, steps, num_samples, ids, seed, options, extras, label)
+        return Job(sampler, steps, num_samples, ids, seed, options, extras, label, prompts)
 
     def _label(self, label, guidance: float | None, has_prompt: bool) -> int | None:
         """The request's class id (a name or an integer), and whether its guidance has a trained null branch."""
@@ -268,6 +240,20 @@ class Engine:
         except ValueError as e:
             raise RequestError(str(e)) from None
         return label
+
+    def _prompts(self, payload: dict, num_samples: int) -> list[list[int | None]] | None:
+        """``prompts``: each a literal prefix, blanks up to ``length``; num_samples rows each."""
+        prompts = payload.get("prompts")
+        if prompts is None:
+            return None
+        if "template" in payload or not prompts or not all(isinstance(p, str) and p for p in prompts):
+            raise RequestError("prompts must be a non-empty list of non-empty strings, without a template")
+        if len(prompts) * num_samples > self.limits.max_samples:
+            raise RequestError(f"{len(prompts)} prompts x {num_samples} samples exceed {self.limits.max_samples} rows")
+        if payload.get("length") is None:
+            raise RequestError("prompts need a length (tokens per sample, prompt included)")
+        literal = ["".join("\\" + c if c in "_{}\\" else c for c in p) for p in prompts]
+        return [self._template(t, payload["length"]) for t in literal]
 
     def _sampler(self, sampler) -> str:
         if sampler is None:
@@ -348,8 +334,12 @@ class Engine:
         return (x == self.graph.mask_id).sum(-1).tolist()
 
     def _run(self, job: Job, emit, check) -> None:
-        B, L = job.num_samples, job.length
-        template = infill_template(job.ids)
+        L = job.length
+        if job.prompts:  # several prompts in one batch: a Condition row each, every row its own seed
+            template = infill_rows([p for p in job.prompts for _ in range(job.num_samples)])
+        else:
+            template = infill_template(job.ids)
+        B = job.num_samples * (len(job.prompts) if job.prompts else 1)
         known = template.known[0].tolist()
         prev = None
         steps_taken = 0
@@ -366,6 +356,7 @@ class Engine:
             if step == 0:
                 emit("start", {"length": L, "num_samples": B, "seed": job.seed, "sampler": job.sampler,
                                "steps": job.steps, "state": cur.tolist(), "known": known,
+                               "known_rows": template.known.expand(B, L).tolist(),
                                "masked": self._masked(cur)})
             else:
                 emit("step", {"step": step, "nfe": nfe, "elapsed": time.perf_counter() - t0,
@@ -374,7 +365,8 @@ class Engine:
 
         out = self.diffusion.sample(
             self.model, B, L, job.sampler, steps=job.steps, condition=template, device=self.device,
-            generator=torch.Generator(self.device).manual_seed(job.seed), callback=on_step, label=job.label,
+            seeds=[seed_for(job.seed, i) for i in range(B)], callback=on_step,  # row i: the same in any batch
+            label=job.label,
             **job.options, **job.extras)
         final = out.samples.detach().to("cpu", copy=True)
         emit("done", {"steps_taken": steps_taken, "nfe": out.nfe,

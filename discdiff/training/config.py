@@ -133,6 +133,12 @@ class DataConfig:
     # Integer dtype of a raw .bin token file: one of DTYPES.
     dtype: str = "uint16"
     synthetic_tokens: int = 200_000
+    # How a record corpus (proteins, DNA, FASTA) is laid out: "eos" (LLaDA: [BOS] body EOS ... EOS, the EOS
+    # padding trained like any token, so the model learns where a record ends) or "pad" (PAD padding, never
+    # trained). Running text keeps packing; pixels have no EOS and keep their fixed size.
+    records: str = "eos"
+    # A record longer than the context: "crop" (a random window), "drop" (left out) or "error".
+    long_records: str = "crop"
 
     def __post_init__(self) -> None:
         _check(bool(self.train), "train", "a path or 'synthetic'", self.train)
@@ -142,6 +148,8 @@ class DataConfig:
             _at_least("vocab_size", self.vocab_size, 2)  # one token has nothing to model
         _one_of("dtype", self.dtype, DTYPES)
         _at_least("synthetic_tokens", self.synthetic_tokens, 2)
+        _one_of("records", self.records, ("eos", "pad"))
+        _one_of("long_records", self.long_records, ("crop", "drop", "error"))
 
 
 @dataclass

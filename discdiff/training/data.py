@@ -53,4 +53,4 @@ def open_data(cfg: DataConfig) -> DataSpec:
 
 def _split_options(cfg: DataConfig) -> dict:
     return {"context": cfg.context, "vocab_size": cfg.vocab_size, "dtype": cfg.dtype,
-            "synthetic_tokens": cfg.synthetic_tokens}
+            "synthetic_tokens": cfg.synthetic_tokens, "records": cfg.records, "long_records": cfg.long_records}

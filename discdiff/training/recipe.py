@@ -128,8 +128,11 @@ class Pretrained:
 
 def save_pretrained(directory, model: nn.Module, *, model_cfg: ModelConfig, diffusion_cfg: DiffusionConfig,
                     vocab_size: int, context: int, weights: dict | None = None, tokenizer_dir=None,
-                    conditioning: dict | None = None) -> Path:
+                    conditioning: dict | None = None, records: dict | None = None) -> Path:
     """config.json + model.safetensors (+ tokenizer/) + manifest.json: a directory from_pretrained rebuilds exactly.
+
+    ``records``: the training data's record layout (``discdiff.data.RecordDataset.record_layout``: EOS
+    padding, BOS, the body-length histogram), kept in config.json for sampling; None for running text.
 
     The manifest goes last (and the old one first), so a save killed half way is refused, never half-loaded.
     Non-finite weights are refused (CheckpointError).
@@ -153,6 +156,8 @@ def save_pretrained(directory, model: nn.Module, *, model_cfg: ModelConfig, diff
               "model": vars(model_cfg), "diffusion": diffusion}
     if conditioning is not None:  # labels, their names, condition dropout: what sampling checks against
         config["conditioning"] = conditioning
+    if records is not None:
+        config["records"] = records
     writer.write("model.safetensors", safetensors_bytes(state))
     if tokenizer_dir is not None:
         copy_tree_into(writer, Path(tokenizer_dir), "tokenizer")

@@ -360,7 +360,8 @@ class Trainer:
             save_pretrained(directory, self.model, model_cfg=self.cfg.model, diffusion_cfg=self.cfg.diffusion,
                             vocab_size=self.data.vocab_size, context=self.cfg.data.context, weights=weights,
                             tokenizer_dir=self.data.tokenizer_dir, conditioning=conditioning_record(
-                                self.cfg.model.num_classes, self.cfg.condition_dropout, self.data.train))
+                                self.cfg.model.num_classes, self.cfg.condition_dropout, self.data.train),
+                            records=getattr(self.data.train, "record_layout", lambda: None)())
         self.dist.barrier()
 
     def _write_metrics(self, row: dict) -> None:

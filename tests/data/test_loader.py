@@ -126,3 +126,38 @@ def test_records_can_start_with_bos(records):
     assert batch.mask[1].sum() == len(record) + 2
     with pytest.raises(ValueError, match="bos_id"):
         RecordDataset(records, 16, eos_id=2, pad_id=0, add_bos=True)
+
+
+def test_eos_padding_trains_every_position_and_starts_with_bos(records):
+    # LLaDA's recipe: [BOS] body EOS EOS ... EOS, every position real (the padding EOS is trained like any token)
+    from discdiff.data.packing import TokenFile
+
+    ds = RecordDataset(records, 16, eos_id=2, pad_id=0, bos_id=1, add_bos=True, padding="eos")
+    batch = ds.get(np.arange(len(ds)), 0, randomize=False)
+    assert batch.mask.all()
+    lengths = TokenFile.open(records).lengths
+    for row, n in zip(batch.tokens.tolist(), lengths.tolist(), strict=True):
+        assert row == [1] + row[1:1 + n] + [2] * (15 - n) and 2 not in row[1:1 + n] and 0 not in row
+    layout = ds.record_layout()
+    assert layout["padding"] == "eos" and sum(layout["length_counts"]) == len(ds)
+    assert layout["length_counts"][5] == int((lengths == 5).sum())
+
+
+def test_pad_padding_masks_the_tail(records):
+    ds = RecordDataset(records, 16, eos_id=2, pad_id=0, padding="pad")
+    batch = ds.get(np.arange(3), 0, randomize=False)
+    assert batch.mask.sum(1).tolist() == [2, 3, 4] and (batch.tokens[~batch.mask] == 0).all()
+
+
+def test_long_records_can_be_dropped(records):
+    from discdiff.data.packing import TokenFile
+
+    lengths = TokenFile.open(records).lengths
+    ds = RecordDataset(records, 8, eos_id=2, pad_id=0, bos_id=1, add_bos=True, padding="eos", long_records="drop")
+    assert len(ds) == int((lengths + 2 <= 8).sum())
+    batch = ds.get(np.arange(len(ds)), 0, randomize=False)
+    assert (batch.tokens == 2).any(1).all()  # every kept record ends with its EOS
+    with pytest.raises(ValueError, match="padding must be one of eos, pad"):
+        RecordDataset(records, 8, eos_id=2, pad_id=0, padding="zeros")
+    with pytest.raises(ValueError, match="needs an eos_id"):
+        RecordDataset(records, 8, pad_id=0, padding="eos")

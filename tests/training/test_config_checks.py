@@ -141,3 +141,13 @@ def test_diffusion_sections_saved_by_older_versions_still_load():
             config_from_dict(section, DiffusionConfig)
         upgraded = config_from_dict(upgrade_saved_diffusion(section), DiffusionConfig)
         assert {k for k in old_defaults if getattr(upgraded, k) is not None} == kept
+
+
+def test_record_layout_keys_are_checked():
+    from discdiff.training.config import DataConfig
+
+    assert DataConfig().records == "eos" and DataConfig().long_records == "crop"
+    with pytest.raises(ValueError, match="records must be one of eos, pad"):
+        DataConfig(records="padded")
+    with pytest.raises(ValueError, match="long_records must be one of crop, drop, error"):
+        DataConfig(long_records="skip")

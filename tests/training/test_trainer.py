@@ -108,8 +108,10 @@ def test_a_poisoned_checkpoint_is_never_written(tiny, tmp_path):
     assert latest_checkpoint(tmp_path).name == "step_00000002"
 
 
-def test_records_with_padding(tmp_path):
-    """A padded record dataset (proteins / DNA layout): pads are masked out of the loss."""
+@pytest.mark.parametrize("records", ["pad", "eos"])
+def test_records_with_padding(tmp_path, records):
+    """A record dataset (proteins / DNA layout). records=pad: pads are masked out of the loss; records=eos
+    (the default, LLaDA's recipe): [BOS] body EOS ... EOS, every position trained."""
     from discdiff.data import DNATokenizer, TokenWriter
 
     tok_dir = DNATokenizer().save(tmp_path / "tok")
@@ -119,9 +121,12 @@ def test_records_with_padding(tmp_path):
             for _ in range(64):
                 w.add(rng.integers(3, 7, size=rng.integers(5, 30)))
     cfg = tiny_config(tmp_path / "run", "steps=3", f"data.train={tmp_path}/data/train.json",
-                      f"data.valid={tmp_path}/data/validation.json", "data.vocab_size=null")
+                      f"data.valid={tmp_path}/data/validation.json", "data.vocab_size=null", f"data.records={records}")
     result = Trainer(cfg).fit()
-    assert math.isfinite(result["val_loss"]) and result["tokens"] < 3 * 32 * 32
+    assert math.isfinite(result["val_loss"])
+    assert result["tokens"] < 3 * 32 * 32 if records == "pad" else result["tokens"] == 3 * 32 * 32
+    layout = from_pretrained(tmp_path / "run" / "pretrained").config.get("records")
+    assert (layout or {}).get("padding") == records and (records == "pad" or sum(layout["length_counts"]) > 0)
     assert (tmp_path / "run" / "pretrained" / "tokenizer").is_dir()
     assert from_pretrained(tmp_path / "run" / "pretrained").tokenizer is not None
 
