@@ -6,15 +6,30 @@ The case table (what counts as correct):
     reshaped / missing / float64 weights written as valid safetensors; state.json with a bad step or config;
     `latest` missing, empty, garbage, naming a missing folder, a folder outside the run, a folder of another run)
         -> `train --resume`: a clear refusal naming the damaged file / folder, OR a resume from an older
-           checkpoint that says why (RECOVERY_WORDS) and names it; exit 0 without that is silent. A refusal
-           that leaves the older, undamaged checkpoints changed or gone counts a lost checkpoint.
+           checkpoint that says why (RECOVERY_WORDS) and names it; exit 0 without that is silent.
+           A `latest` that names anything but an existing step folder of this run is damage too: the resume
+           must say so ("... latest: names ..., ignoring it" counts: it names the pointer and says it was not
+           used).
+    `latest` deleted, step folders intact
+        -> `train --resume` from the newest step folder, with or without a word about `latest`: a SIGKILL
+           between publishing a step folder and writing `latest` (checkpoint.py `_publish`) leaves exactly this
+           state on a run's first save, and resume reads the step folders, not the pointer (checkpoint.py:
+           "Resuming (find_resumable): the newest checkpoint that verifies"), so no warning can be required.
+    Lost checkpoints (any outcome): a step folder that was there before the command and is changed or gone
+    after it, UNLESS it is gone and a newer step folder that this command wrote loads completely (pruning by
+    keep_checkpoints deletes checkpoints superseded by newer verified ones, by design: checkpoint.py
+    "Pruning deletes only checkpoints older than the one this process has just written and verified").
+    A checkpoint deleted with nothing newer and loadable, or one rewritten in place, is lost.
     metrics.jsonl with a torn last line
         -> `train --resume`: a clear refusal naming metrics.jsonl, or a resume that continues (the line is
            lost with the kill that tore it; nothing trained depends on it).
-    pretrained/ damage (the same file damages, semantic weight damage, config.json vocab_size / context changed,
-    pretrained/ deleted)
+    pretrained/ damage (the same file damages, semantic weight damage, config.json vocab_size / context changed)
         -> `sample`, `eval` (and `serve` for three of them): a clear refusal naming the file or folder;
            exit 0 (serve: listening) is silent.
+    pretrained/ deleted (checkpoints intact)
+        -> `sample`, `eval`: a clear refusal naming pretrained/, OR the documented fallback (from_pretrained on a
+           run directory: "its pretrained/, or else its newest checkpoint that verifies") that SAYS so: exit 0
+           with a line naming the step folder it used; a silent fallback is silent.
 Kinds are enumerated from the files a run holds today, so a new checkpoint format gets its own files damaged.
 """
 
@@ -39,6 +54,7 @@ from _reliability_run import (
     run,
     run_problems,
     step_files,
+    step_problems,
 )
 
 LISTENING = re.compile(r"https?://")
@@ -51,6 +67,7 @@ class Damage:
     apply: Callable[[Path], tuple[str, ...]]  # damages a run dir, returns names a good error mentions
     expect: str = "recover"
     serve: bool = False
+    recover: str = ""  # how a successful recovery must look (see _recovered); "" = as for other damage
 
 
 # ------------------------------------------------------------------ byte-level damage
@@ -210,7 +227,7 @@ def damages(fixture_run: Path) -> list[Damage]:
               ("garbage bytes", lambda r: "\udcff\udcfe\x00\x01garbage"), ("to a folder outside the run", _outside),
               ("into another run", _other_run)]
     out += [Damage(f"latest {k}", "checkpoint", _latest(t)) for k, t in latest]
-    out.append(Damage("latest deleted (step folders still there)", "checkpoint", _latest(None)))
+    out.append(Damage("latest deleted (step folders still there)", "checkpoint", _latest(None), expect="succeed"))
     out.append(Damage("metrics.jsonl: torn last line", "checkpoint", _torn_metrics))
     for rel in sorted(p.relative_to(fixture_run / "pretrained").as_posix()
                       for p in (fixture_run / "pretrained").rglob("*") if p.is_file()):
@@ -222,7 +239,7 @@ def damages(fixture_run: Path) -> list[Damage]:
                    serve=k.startswith("NaN")) for k, e in TENSOR_DAMAGE.items()]
     out += [Damage(f"pretrained config.json: {k}", "pretrained", _edit_json(pre_of, "config.json", e))
             for k, e in [("vocab_size 5", _set("vocab_size", 5)), ("context 0", _set("context", 0))]]
-    out.append(Damage("pretrained/ deleted", "pretrained", _delete_pretrained))
+    out.append(Damage("pretrained/ deleted", "pretrained", _delete_pretrained, recover="fallback"))
     return out
 
 
@@ -257,6 +274,29 @@ def _recovered(run_dir: Path, damaged_step: str | None, expected: set[str]):
     return check
 
 
+def _step_number(name: str) -> int:
+    return int(name.removeprefix("step_"))
+
+
+def _lost(before: dict, after: dict, run_dir: Path, expected: set[str]) -> list[str]:
+    """Checkpoint files that were there before the command and are changed or gone after it, except those of a
+    step folder that is gone as a whole and superseded: a newer step folder, written by this command, loads
+    completely (step_problems: every expected file present, every tensor finite)."""
+    old_steps = {k.split("/")[0] for k in before}
+    new_steps = {k.split("/")[0] for k in after} - old_steps
+    good_new = [_step_number(s) for s in new_steps if not step_problems(run_dir / "checkpoints" / s, expected)]
+    lost = []
+    for key, digest in before.items():
+        if after.get(key) == digest:
+            continue
+        folder = key.split("/")[0]
+        gone = not (run_dir / "checkpoints" / folder).exists()
+        if gone and any(n > _step_number(folder) for n in good_new):
+            continue  # pruned: superseded by a newer verified checkpoint (keep_checkpoints), not lost
+        lost.append(key)
+    return lost
+
+
 def resume_case(d: Damage, fixture, work: Path, resume_steps: int) -> Case:
     run_dir = work / "cases" / _slug(d.name)
     shutil.copytree(fixture.run, run_dir)
@@ -271,17 +311,30 @@ def resume_case(d: Damage, fixture, work: Path, resume_steps: int) -> Case:
     else:
         recovered = _recovered(run_dir, damaged_step if d.name.startswith("checkpoint") else None, fixture.files)
     outcome = classify(res, d.expect, names, recovered)
-    after = _hashes(run_dir, skip)
-    lost = [k for k, v in before.items() if after.get(k) != v] if outcome != "ok" else []
-    detail = f"older checkpoint files changed or gone: {lost[:3]}" if lost else ""
+    detail = ""
+    if outcome == "ok" and d.expect == "succeed" and (damaged_step not in res.output or "from scratch" in res.output
+                                                      or run_problems(run_dir, fixture.files)):
+        outcome, detail = "silent", f"did not resume from {damaged_step}, the newest checkpoint; "
+    if outcome == "silent" and not detail:
+        detail = f"exit 0 without a line saying why it did not use {'/'.join(names)} (RECOVERY_WORDS); "
+    lost = _lost(before, _hashes(run_dir, skip), run_dir, fixture.files)
+    detail += f"older checkpoint files changed or gone (not superseded): {lost[:3]}" if lost else ""
     return Case("corruption", "train --resume", d.name, res.command, d.expect, outcome, res.rc, res.seconds,
                 first_line(res), detail, lost=int(bool(lost)))
+
+
+def _fallback_named(run_dir: Path):
+    """The documented fallback of a run directory without pretrained/ (its newest checkpoint that verifies),
+    taken visibly: exit 0 and a line on stderr naming the step folder it used."""
+    newest = latest_step(run_dir).name
+    return lambda res: newest in res.stderr
 
 
 def read_cases(d: Damage, fixture, work: Path) -> list[Case]:
     run_dir = work / "cases" / _slug(d.name)
     shutil.copytree(fixture.run, run_dir)
     names = d.apply(run_dir)
+    recovered = _fallback_named(run_dir) if d.recover == "fallback" else None
     logs = work / "logs" / "corrupt" / _slug(d.name)
     commands = {"sample": discdiff("sample", "--model", run_dir, "--num-samples", 2, "--steps", 4),
                 "eval": discdiff("eval", "--model", run_dir, "--data", fixture.corpus, "--batch-size", 4,
@@ -289,11 +342,14 @@ def read_cases(d: Damage, fixture, work: Path) -> list[Case]:
     if d.serve:
         commands["serve"] = discdiff("serve", "--checkpoint", run_dir, "--port", 0)
     cases = []
+    expect = "recover" if recovered else "refuse"
     for cmd, argv in commands.items():
         res = run(argv, logs / cmd, 120, stop_when=LISTENING if cmd == "serve" else None)
-        outcome = classify(res, "refuse", names)
-        cases.append(Case("corruption", cmd, d.name, res.command, "refuse", outcome, res.rc, res.seconds,
-                          first_line(res)))
+        outcome = classify(res, expect, names, recovered)
+        detail = "" if outcome != "silent" or not recovered else \
+            f"exit 0 without a line naming the checkpoint it fell back to ({latest_step(run_dir).name})"
+        cases.append(Case("corruption", cmd, d.name, res.command, expect, outcome, res.rc, res.seconds,
+                          first_line(res), detail))
     return cases
 
 

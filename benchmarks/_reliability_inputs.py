@@ -40,7 +40,10 @@ BAD_YAML = {
     "a bare string": "just a string\n",
     "binary garbage": "\udcff\udcfe\x00\x01\udc80",
     "an unknown key": "modle:\n  d_model: 32\n",
-    "a wrong type": "steps: ten\n",
+    # not "steps: ten": every train case adds --set steps=3, and --set values replace the file's before the
+    # config is parsed (training/config.py load_config: "a preset YAML ... with dotted overrides applied"), so
+    # that file never had a wrong type in the config it asked for; optim.lr is set by no case's --set
+    "a wrong type": "optim:\n  lr: fast\n",
 }
 
 SAMPLE_ARGS = [

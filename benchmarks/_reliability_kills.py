@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -31,9 +32,11 @@ from _reliability_run import (
 )
 
 SEVERITY = ("ok", "clear", "vague", "silent", "traceback", "hang")
-# The second writer's refusal must say why: the run is in use (a lock, another process) or needs --resume.
-WRITER_WORDS = ("lock", "another", "in use", "running", "busy", "process", "--resume", "--overwrite", "empty",
-                "exists")
+# The second writer's refusal must say why: the run is in use (a lock, another process), or, for a second
+# run without --resume, that OUT already holds a run and needs --resume / --overwrite. A second `--resume`
+# must name the lock / the other process: "pass --resume" would be no reason to a user who passed it.
+LOCK_WORDS = ("lock", "another", "in use", "running", "busy", "process")
+WRITER_WORDS = LOCK_WORDS + ("--resume", "--overwrite", "empty", "exists")
 
 
 def worst(*outcomes: str) -> str:
@@ -129,20 +132,67 @@ def kill_trial(ref: Reference, work: Path, i: int, rng: random.Random, mid_write
                 lost=int(bool(problems)), bit_identical=identical, extra=info)
 
 
-def writers_trial(ref: Reference, work: Path, i: int, rng: random.Random) -> Case:
-    """Start run A; once it has saved, start B on the same --out (plain, or --resume on odd trials)."""
-    run_dir = work / f"writers{i}"
-    argv = discdiff("train", "--out", run_dir, *kill_config(ref.steps))
+def _lock_held(run_dir: Path) -> bool:
+    """True when another process holds OUT/.lock (a shared, non-blocking flock of ours is refused). Ours, if
+    granted, is dropped at once; it never blocks the holder."""
+    import fcntl
+
+    try:
+        fd = os.open(run_dir / ".lock", os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def _start_and_pause(argv: list[str], run_dir: Path, logs: Path, rng: random.Random, ref: Reference):
+    """Start run A; after its first save (plus a random moment), stop it (SIGSTOP) while it provably holds the
+    run lock. Returns (process, t0, pause info), or None when A finished before it could be paused."""
+    shutil.rmtree(run_dir, ignore_errors=True)
     t0 = time.monotonic()
-    first = start(argv, work / "logs" / f"writers{i}-a")
+    first = start(argv, logs)
     while first.poll() is None and latest_step(run_dir) is None and time.monotonic() - t0 < 120:
         time.sleep(0.005)
-    time.sleep(rng.uniform(0.0, 0.3 * ref.seconds))
+    time.sleep(rng.uniform(0.0, 0.1 * ref.seconds))
+    kill_group(first, signal.SIGSTOP)
+    if first.poll() is None and _lock_held(run_dir):
+        step = latest_step(run_dir)
+        return first, t0, {"paused_at": round(time.monotonic() - t0, 3), "first_at": step.name if step else None}
+    kill_group(first, signal.SIGCONT)
+    finish(first, argv, t0, 300)
+    return None
+
+
+def writers_trial(ref: Reference, work: Path, i: int, rng: random.Random) -> Case:
+    """Run A trains into OUT; while A is stopped (SIGSTOP) holding OUT's lock, run B on the same --out (plain,
+    or --resume on odd trials) must refuse at once, naming the lock / the other process (a plain B may instead
+    say that OUT holds a run and needs --resume / --overwrite); then A continues and must end bit-identical to
+    the reference. The pause makes the overlap certain: B starts only while A provably holds the lock."""
+    run_dir = work / f"writers{i}"
+    argv = discdiff("train", "--out", run_dir, *kill_config(ref.steps))
+    for attempt in range(4):  # A finished before it could be paused: no overlap, try again
+        paused = _start_and_pause(argv, run_dir, work / "logs" / f"writers{i}-a{attempt}", rng, ref)
+        if paused is not None:
+            break
+    else:  # not a finding about discdiff: the probe could not set the case up
+        raise SystemExit(f"two writers, trial #{i}: run A finished before it could be paused, 4 times")
+    first, t0, info = paused
     # odd trials: a user resuming the run that is still going; even: another run (another seed) on the same --out
-    second_argv = argv[:4] + (["--resume"] if i % 2 else []) + argv[4:] + ([] if i % 2 else ["--set", "seed=1"])
-    second = run(second_argv, work / "logs" / f"writers{i}-b", 300)
+    resume = i % 2 == 1
+    second_argv = argv[:4] + (["--resume"] if resume else []) + argv[4:] + ([] if resume else ["--set", "seed=1"])
+    try:
+        second = run(second_argv, work / "logs" / f"writers{i}-b", 60)
+    finally:
+        kill_group(first, signal.SIGCONT)
     a = finish(first, argv, t0, 300)
-    b_outcome = classify(second, "refuse", WRITER_WORDS)
+    b_outcome = classify(second, "refuse", LOCK_WORDS if resume else WRITER_WORDS)
     a_outcome = classify(a, "succeed")
     problems = run_problems(run_dir, ref.files) if a_outcome == "ok" else []
     identical, why = weights_identical(ref.dir, run_dir) if a_outcome == "ok" else (False, "first run failed")
@@ -151,10 +201,11 @@ def writers_trial(ref: Reference, work: Path, i: int, rng: random.Random) -> Cas
         outcome = "silent"  # the first run's checkpoints were damaged without a word
     if outcome == "ok":
         outcome = "clear"
-    mode = "second with --resume" if i % 2 else "second without --resume"
-    detail = (f"second: {b_outcome} after {second.seconds:.1f} s (rc {second.rc}); first: {a_outcome} "
+    mode = "second with --resume" if resume else "second without --resume"
+    detail = (f"A paused at {info['paused_at']:.2f} s ({info['first_at']}) holding the lock; "
+              f"second: {b_outcome} after {second.seconds:.1f} s (rc {second.rc}); first: {a_outcome} "
               f"(rc {a.rc}: {first_line(a)})" + ("; " + "; ".join(problems) if problems else "")
               + ("" if identical else f"; first run's weights: {why}"))
     return Case("two writers, one --out", mode, f"trial #{i} {mode}", second.command, "refuse", outcome,
                 second.rc, second.seconds, first_line(second), detail, lost=int(bool(problems)),
-                bit_identical=identical)
+                bit_identical=identical, extra=info)

@@ -19,6 +19,10 @@ from _reliability_run import Case, classify, discdiff, finish, first_line, run, 
 
 WORDS = "the quick brown fox jumps over a lazy dog while cats sit on warm mats and birds sing".split()
 VOLATILE = ("created", "seconds", "path")  # manifest entries that legitimately differ between two prepares
+# The manifest's "command" (the line that prepares this corpus again) names the --data-dir it was prepared
+# into (data/corpora.py `Request.command`), so it differs from the lone reference's, which is prepared into a
+# directory of its own: it is compared with that directory written as DATA_DIR, every other word exactly.
+DATA_DIR = "$DATA_DIR"
 # A deliberate refusal of a concurrent prepare names the other process; a race error ("No such file ...") does not.
 RACE_WORDS = ("lock", "another", "in progress", "concurrent", "busy", "running", "being prepared", "wait")
 
@@ -46,13 +50,19 @@ def prepared_dirs(data_dir: Path) -> list[Path]:
 
 
 def signature(corpus: Path) -> dict:
-    sig = {}
+    """sha256 of every file of a prepared corpus; the manifest without VOLATILE entries, its data dir as DATA_DIR.
+
+    The folder's own name (user-STEM-HASH: the hash is of the input's path, not of the data dir) is part of it."""
+    sig = {"(folder name)": corpus.name}
     for p in sorted(corpus.rglob("*")):
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(corpus).parts):
             rel = p.relative_to(corpus).as_posix()
             if p.name == "manifest.json":
                 try:
-                    sig[rel] = json.dumps(_strip(json.loads(p.read_text())), sort_keys=True)
+                    manifest = _strip(json.loads(p.read_text()))
+                    if isinstance(manifest.get("command"), str):
+                        manifest["command"] = manifest["command"].replace(str(corpus.parent), DATA_DIR)
+                    sig[rel] = json.dumps(manifest, sort_keys=True)
                 except ValueError:
                     sig[rel] = "unreadable manifest"
             else:

@@ -37,9 +37,11 @@ TINY = ["model.d_model=32", "model.n_layers=1", "model.n_heads=2", "data.context
         "threads=1", "device=cpu"]
 SYNTHETIC = ["data.vocab_size=16", "data.synthetic_tokens=4000"]
 
-# A resume that falls back to an older checkpoint must say why; any of these words will do.
+# A resume that falls back to an older checkpoint must say why; any of these words will do. "ignor": the
+# resume's line for a bad `latest` is "OUT/checkpoints/latest: names '...', not a checkpoint of this run;
+# ignoring it" (checkpoint.py find_resumable), which names the pointer and says it was not used.
 RECOVERY_WORDS = re.compile(r"damaged|corrupt|verif|fall(ing|s)? back|fell back|skipp|mismatch|invalid|unreadable"
-                            r"|cannot (be )?(load|read)|instead|missing|broken|outside", re.I)
+                            r"|cannot (be )?(load|read)|instead|missing|broken|outside|ignor", re.I)
 
 
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)\b|^(KeyError|StopIteration)\b")

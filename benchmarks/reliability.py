@@ -199,16 +199,22 @@ def markdown(rows: list[dict], meta: dict) -> str:
              "benchmarks/_reliability_*.py.", "", f"## Non-clear cases ({len(bad)})", ""]
     abbrev = meta["abbreviations"]
     lines += [f"- **{c['outcome']}**{' + lost checkpoint' if c['lost'] else ''} — {c['category']} / {c['group']} / "
-              f"{c['case']}: `{shorten(c['command'], abbrev)}` → {c['message'] or c['detail']}" for c in bad]
+              f"{c['case']}: `{shorten(c['command'], abbrev)}` → {_said(c)}" for c in bad]
     lines += ["", "Abbreviations in the commands:", ""]
     lines += [f"- `{k}` = `{v}`" for k, v in abbrev.items() if k != "$WORK" and k != "python"]
     lines += ["- `$WORK`: the scratch directory of the run; `python`: the interpreter that ran the probe"]
     return "\n".join(lines) + "\n"
 
 
+def _said(c: dict) -> str:
+    """What the command said, and the probe's finding when it has one."""
+    said = c["message"] or ""
+    return f"{said} — *{c['detail']}*" if said and c["detail"] else said or c["detail"]
+
+
 def failure_line(c: dict, abbrev: dict[str, str]) -> str:
     return (f"[{c['outcome']}{' +lost' if c['lost'] else ''}] {c['category']} / {c['case']} :: "
-            f"{shorten(c['command'], abbrev)} :: rc={c['rc']} :: {c['message'] or c['detail']}")
+            f"{shorten(c['command'], abbrev)} :: rc={c['rc']} :: {_said(c)}")
 
 
 def _meta(args, seconds: float, timings: dict, work: Path) -> dict:
