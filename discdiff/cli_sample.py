@@ -198,9 +198,11 @@ def run(args) -> int:
 def _sample_diffusion(args, pre, length: int, rows: int, condition, fmt, label, block_options: dict):
     from discdiff.sampling import (
         SAMPLERS,
+        check_memory,
         default_sampler,
         default_sampler_reason,
         sampler_options_from_args,
+        sampling_memory,
         without_tokens,
     )
     from discdiff.seeding import seed_for
@@ -226,6 +228,9 @@ def _sample_diffusion(args, pre, length: int, rows: int, condition, fmt, label, 
         model = without_tokens(pre.model, fmt.specials if lengths is not None else fmt.inner_specials)
     elif args.record_length is not None:
         _record_lengths(args, pre, fmt, rows, length)  # raises: not a record model
+    # the memory guard before the per-row seeds: 10^8 rows must be refused at once, not after 10^8 generators
+    check_memory(sampling_memory(rows, length, graph.num_states, steps=options.get("steps", 128), trajectory_len=0,
+                                 guidance=bool(options.get("guidance"))), args.device)
     extra = {**block_options, **({"label": label} if label is not None else {})}
     if getattr(pre.diffusion, "block_size", None) is None:
         extra["seeds"] = [seed_for(args.seed, i) for i in range(rows)]  # row i: the same whatever the batch

@@ -83,3 +83,33 @@ def test_eval_refuses_a_corpus_of_another_tokenizer_with_the_same_vocabulary_siz
     assert "another tokenizer" in capsys.readouterr().err
     assert cli.main(["eval", "--model", str(run), "--data", str(mine.root), "--max-batches", "1",
                      "--draws", "2"]) == 0
+
+
+def _tiny_run(path):
+    args = ["model.d_model=32", "model.n_layers=1", "model.n_heads=2", "data.context=16", "batch_size=4",
+            "steps=4", "save_every=2", "keep_checkpoints=3", "eval_every=0", "progress=false", "threads=1",
+            "data.vocab_size=12", "data.synthetic_tokens=4000"]
+    assert cli.main(["train", "--out", str(path), *[a for s in args for a in ("--set", s)]]) == 0
+    return args
+
+
+def test_recoveries_say_what_they_used(tmp_path, capsys):
+    """A `latest` naming a missing folder, and a run without pretrained/, are recovered from, and said so."""
+    import shutil
+
+    args = _tiny_run(tmp_path / "run")
+    capsys.readouterr()
+    (tmp_path / "run" / "checkpoints" / "latest").write_text("step_00000099\n")
+    assert cli.main(["train", "--out", str(tmp_path / "run"), "--resume", "--set", "steps=6"]) == 0
+    assert "names 'step_00000099', which is missing or incomplete; ignoring it" in capsys.readouterr().out
+    shutil.rmtree(tmp_path / "run" / "pretrained")
+    assert cli.main(["sample", "--model", str(tmp_path / "run"), "--num-samples", "1", "--steps", "2"]) == 0
+    assert "has no pretrained/: using step_00000006" in capsys.readouterr().err
+    assert args
+
+
+def test_a_huge_number_of_rows_is_refused_at_once(tmp_path, capsys):
+    _tiny_run(tmp_path / "run")
+    capsys.readouterr()
+    assert cli.main(["sample", "--model", str(tmp_path / "run"), "--num-samples", "100000000", "--steps", "4"]) == 2
+    assert "GiB" in capsys.readouterr().err

@@ -218,7 +218,9 @@ def find_resumable(out_dir, rank: int = 0) -> Resumable:
     root = Path(out_dir) / "checkpoints"
     skipped = []
     try:
-        latest_checkpoint(out_dir)
+        if latest_checkpoint(out_dir) is None and (root / LATEST).is_file():
+            named = (root / LATEST).read_text(errors="replace").strip()
+            skipped.append(f"{root / LATEST}: names {named!r}, which is missing or incomplete; ignoring it")
     except CheckpointError as e:
         skipped.append(f"{e}; ignoring it")
     for _, path in step_dirs(out_dir):

@@ -51,9 +51,12 @@ def model_source(path) -> ModelSource:
         skipped = []
         for _, checkpoint in step_dirs(path):
             try:
-                return _checkpoint(checkpoint, skipped)
+                source = _checkpoint(checkpoint, skipped)
             except CheckpointError as e:
                 skipped.append(f"checkpoint {checkpoint.name} is damaged and was skipped: {e}")
+                continue
+            note = f"{path} has no pretrained/: using {checkpoint.name}, its newest checkpoint that verifies"
+            return source._replace(skipped=[*source.skipped, note])
         raise CheckpointError(f"{path}: no checkpoint verifies" + (f" ({skipped[0]})" if skipped else ""))
     raise ValueError(f"{path}: not a model: no config.json (a pretrained directory), pretrained/ or checkpoints/ "
                      "(a run directory) or state.json (a checkpoint directory) in it")
