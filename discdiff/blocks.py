@@ -131,6 +131,10 @@ class BlockDiffusion(Diffusion):
         sampler = resolve_sampler(sampler, self.graph, self.parameterization)
         if not SAMPLERS[sampler].needs_mask:
             raise ValueError(f"inside a block, sample with ancestral, first_hitting or confidence, not {sampler!r}")
+        if options.get("block_length") is not None:
+            self.check_block_length(options["block_length"])
+            if sampler == "confidence":  # equal to the model's blocks: each block is one confidence block
+                options = {**options, "block_length": None}
         split = split_options(sampler, options)
         predictor_options = dict(split.predictor)
         if sampler not in OPTIONS["cache"].samplers:
@@ -143,6 +147,15 @@ class BlockDiffusion(Diffusion):
         return sample_blocks(model, self.graph, self.schedule, self.block_size, num_samples, length, sampler,
                              split.loop, predictor_options, generator=generator, condition=condition,
                              device=device, callback=callback, eos_id=eos_id, kv_cache=kv_cache)
+
+    def check_block_length(self, block_length) -> None:
+        """Refuse the confidence sampler's ``block_length`` unless it is None or this model's ``block_size``:
+        a block model decodes its own blocks left to right, and other semi-autoregressive blocks would
+        contradict them (equal, it changes nothing: each block is one confidence block)."""
+        if block_length is not None and block_length != self.block_size:
+            raise ValueError(f"block_length={block_length!r} contradicts this block model's block_size="
+                             f"{self.block_size}: it decodes its own blocks of {self.block_size} tokens left to "
+                             f"right; leave block_length unset (or {self.block_size})")
 
     # --- per-block pieces ---------------------------------------------------------------------------
     def block_times(self, t: Tensor, num_blocks: int, objective: str | None = None) -> Tensor:

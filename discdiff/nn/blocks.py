@@ -135,13 +135,24 @@ class KVCache:
                               c.values[rows] if c.values is not None else None, False) for c in self.layers]
         return KVCache(self.block_size, self.n_layers, layers, self.length, self.offset)
 
-    def check(self, config, batch: int, new_tokens: int) -> None:
-        """Raise ValueError unless this cache fits ``config``'s model and a batch of ``new_tokens`` tokens."""
+    def check_model(self, config) -> None:
+        """Raise ValueError unless this cache was made for a model shaped like ``config``'s: the same block size
+        (a causal model's blocks are 1 token), layers, heads and head size."""
         if (1 if config.causal else config.block_size) != self.block_size:
-            raise ValueError(f"this KV cache holds blocks of {self.block_size} tokens but the model's block_size is "
-                             f"{config.block_size}")
+            model = "the model is causal (blocks of 1 token)" if config.causal else \
+                f"the model's block_size is {config.block_size}"
+            raise ValueError(f"this KV cache holds blocks of {self.block_size} tokens but {model}: make the cache "
+                             f"with this model's new_kv_cache()")
         if config.n_layers != self.n_layers:
             raise ValueError(f"this KV cache has {self.n_layers} layers, the model {config.n_layers}")
+        keys, head_size = self.layers[0].keys, config.d_model // config.n_heads
+        if keys is not None and (keys.shape[1], keys.shape[3]) != (config.n_heads, head_size):
+            raise ValueError(f"this KV cache holds {keys.shape[1]} heads of size {keys.shape[3]}, the model "
+                             f"{config.n_heads} of size {head_size}")
+
+    def check(self, config, batch: int, new_tokens: int) -> None:
+        """Raise ValueError unless this cache fits ``config``'s model and a batch of ``new_tokens`` tokens."""
+        self.check_model(config)
         rows = self.layers[0].keys.shape[0] if self.layers[0].keys is not None else batch
         if rows != batch:
             raise ValueError(f"this KV cache holds {rows} rows, the input {batch}")
@@ -232,6 +243,7 @@ def block_forward(model, x_t: Tensor, padding_mask: Tensor | None = None, *, x0:
 
 def extend_kv_cache(model, cache: KVCache, clean: Tensor) -> None:
     """Run one finished block's clean tokens (B, b) once and append their keys / values to ``cache``."""
+    cache.check_model(model.config)  # a cache of another model first: its block size explains a shape mismatch
     if clean.dim() != 2 or clean.shape[1] != cache.block_size:
         raise ValueError(f"extend the KV cache with one whole block (B, {cache.block_size}), got {tuple(clean.shape)}")
     cache.check(model.config, clean.shape[0], clean.shape[1])
@@ -278,12 +290,12 @@ def causal_step(model, cache: KVCache, tokens: Tensor) -> Tensor:
     if tokens.dim() != 2 or tokens.shape[1] < 1:
         raise ValueError(f"tokens must have shape (B, n >= 1), got {tuple(tokens.shape)}")
     B, n = tokens.shape
+    cache.check_model(cfg)
     if cache.length + n > cfg.max_len:
         raise ValueError(f"cache length {cache.length} + {n} tokens exceeds max_len={cfg.max_len}")
     rows = cache.layers[0].keys.shape[0] if cache.layers[0].keys is not None else B
-    if rows != B or cache.n_layers != cfg.n_layers or cache.block_size != 1:
-        raise ValueError(f"this KV cache ({rows} rows, {cache.n_layers} layers, block_size={cache.block_size}) "
-                         f"does not fit a causal model of {cfg.n_layers} layers and {B} rows")
+    if rows != B:
+        raise ValueError(f"this KV cache holds {rows} rows, the input {B}")
     P = cache.length
     mask = torch.ones(n, P + n, dtype=torch.bool, device=tokens.device).tril(P)  # key j <= P + i
     views = cache._views(store=True)

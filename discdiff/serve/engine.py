@@ -101,7 +101,10 @@ class Engine:
         self.context = min(context or self.limits.max_length, self.limits.max_length)
         kind = getattr(tokenizer, "kind", None)
         self.modality = MODALITIES.get(kind, "text") if tokenizer is not None else "ids"
-        self.samplers = [n for n, s in SAMPLERS.items() if not (s.needs_mask and self.graph.mask_id is None)]
+        # a block model (BlockDiffusion) fills its blocks left to right, each with a masked sampler
+        self.block_size = getattr(diffusion, "block_size", None)
+        self.samplers = [n for n, s in SAMPLERS.items() if not (s.needs_mask and self.graph.mask_id is None)
+                         and (s.needs_mask or self.block_size is None)]
         self.default_sampler = default_sampler(self.graph, diffusion.parameterization)
         if self.modality == "image":
             pixels = tokenizer.height * tokenizer.width
@@ -172,6 +175,7 @@ class Engine:
             "parameters": sum(p.numel() for p in self.model.parameters()) if hasattr(self.model, "parameters")
             else None,
             "context": self.context,
+            "block_size": self.block_size,  # None: full sequence; else steps are per block
             "tokens": self.token_strings(),
             "special_ids": sorted(getattr(tok, "special_tokens", {}).values()) if tok is not None else [],
             "image": image,
@@ -224,7 +228,13 @@ class Engine:
         elif not 0 <= seed < 2**63:
             raise RequestError(f"seed must lie in [0, 2^63), got {seed}")
         extras = {k: options.pop(k) for k in list(options) if k not in _SHARED}
-        self._check_blocks(extras, steps, len(ids))
+        if self.block_size is None:
+            self._check_blocks(extras, steps, len(ids))
+        else:  # steps are per block; the confidence sampler's blocks are the model's own
+            try:
+                self.diffusion.check_block_length(extras.get("block_length"))
+            except ValueError as e:
+                raise RequestError(str(e)) from None
         known = any(i is not None for i in ids)  # a prompt or infill: guidance's null branch may mask it
         label = self._label(payload.get("label"), options.get("guidance"), known)
         return Job(sampler, steps, num_samples, ids, seed, options, extras, label, prompts)
@@ -240,6 +250,12 @@ class Engine:
         except ValueError as e:
             raise RequestError(str(e)) from None
         return label
+
+    def _randomness(self, seed: int, rows: int) -> dict:
+        """Row i draws from seed_for(seed, i); a block sampler from one generator (no per-row seeds there yet)."""
+        if self.block_size is not None:
+            return {"generator": torch.Generator(self.device).manual_seed(seed)}
+        return {"seeds": [seed_for(seed, i) for i in range(rows)]}
 
     def _prompts(self, payload: dict, num_samples: int) -> list[list[int | None]] | None:
         """``prompts``: each a literal prefix, blanks up to ``length``; num_samples rows each."""
@@ -262,6 +278,8 @@ class Engine:
             raise RequestError(f"sampler must be a string, got {sampler!r}")
         if sampler not in SAMPLERS:
             raise RequestError(f"unknown sampler {sampler!r}; choose one of {self.samplers}")
+        if sampler not in self.samplers and self.block_size is not None:
+            raise RequestError(f"a block model fills each block with a masked sampler: choose one of {self.samplers}")
         if sampler not in self.samplers:
             raise RequestError(f"sampler {sampler!r} needs an absorbing (masked) model; this one is "
                                f"{type(self.graph).__name__}: choose one of {self.samplers}")
@@ -343,6 +361,7 @@ class Engine:
         known = template.known[0].tolist()
         prev = None
         steps_taken = 0
+        total_steps = job.steps * (1 if self.block_size is None else -(-L // self.block_size))  # steps per block
         t0 = time.perf_counter()
 
         def changes(cur: torch.Tensor) -> list[list[int]]:
@@ -355,7 +374,8 @@ class Engine:
             cur = state.detach().to("cpu", copy=True)
             if step == 0:
                 emit("start", {"length": L, "num_samples": B, "seed": job.seed, "sampler": job.sampler,
-                               "steps": job.steps, "state": cur.tolist(), "known": known,
+                               "steps": job.steps, "total_steps": total_steps, "block_size": self.block_size,
+                               "state": cur.tolist(), "known": known,
                                "known_rows": template.known.expand(B, L).tolist(),
                                "masked": self._masked(cur)})
             else:
@@ -363,11 +383,10 @@ class Engine:
                               "changes": changes(cur), "masked": self._masked(cur)})
             prev, steps_taken = cur, step
 
-        out = self.diffusion.sample(
-            self.model, B, L, job.sampler, steps=job.steps, condition=template, device=self.device,
-            seeds=[seed_for(job.seed, i) for i in range(B)], callback=on_step,  # row i: the same in any batch
-            label=job.label,
-            **job.options, **job.extras)
+        extra = {**job.options, **job.extras, **self._randomness(job.seed, B)}
+        extra.update({"label": job.label} if job.label is not None else {})
+        out = self.diffusion.sample(self.model, B, L, job.sampler, steps=job.steps, condition=template,
+                                    device=self.device, callback=on_step, **extra)
         final = out.samples.detach().to("cpu", copy=True)
         emit("done", {"steps_taken": steps_taken, "nfe": out.nfe,
                       "nfe_per_row": out.nfe_per_row.tolist(), "elapsed": time.perf_counter() - t0,

@@ -161,7 +161,7 @@ function onEvent(kind, data) {
     demo.known = data.known;
     const state = new Int32Array(data.state.flat());
     demo.frames.push({ state, step: 0, nfe: 0, elapsed: 0, masked: data.masked, changes: [] });
-    demo.totalSteps = data.steps;
+    demo.totalSteps = data.total_steps ?? data.steps;  // a block model: steps per block x blocks
     demo.sampler = data.sampler;
     buildRows();
     setStatus("running", "denoising");
