@@ -165,3 +165,17 @@ def test_bad_block_diffusion_input_is_a_one_line_error():
                             ({"kv_cache": True}, "kv_cache=True needs a model with a KV cache")]:
         with pytest.raises(ValueError, match=message):
             bd.sample(oracle, 2, 4, **kwargs)
+
+
+def test_the_confidence_block_length_must_be_the_models_block_size():
+    bd = dd.BlockDiffusion(dd.Absorbing(3), dd.LogLinear(), 2)
+    oracle = toy(length=5).block_denoiser_model(dd.Absorbing(3), 2)
+    with pytest.raises(ValueError, match="block_length=3 contradicts this block model's block_size=2") as err:
+        bd.sample(oracle, 2, 5, "confidence", steps=2, block_length=3)
+    assert "\n" not in str(err.value)
+    # equal: the same draw as without it, the short last block (1 token) included
+    same = bd.sample(oracle, 4, 5, "confidence", steps=2, block_length=2, generator=gen(3))
+    plain = bd.sample(oracle, 4, 5, "confidence", steps=2, generator=gen(3))
+    assert torch.equal(same.samples, plain.samples) and same.nfe == plain.nfe
+    with pytest.raises(ValueError, match="block_length"):  # not a confidence run: still refused
+        bd.sample(oracle, 2, 4, "ancestral", block_length=2)

@@ -38,3 +38,24 @@ def test_quick_benchmarks_end_to_end(tmp_path):
     assert (tmp_path / "sq" / "sampling_quality.md").is_file()
     if importlib.util.find_spec("matplotlib") is not None:
         assert (tmp_path / "lik" / "likelihood.png").is_file() and (tmp_path / "sq" / "sampling_quality.png").is_file()
+
+
+@pytest.mark.slow
+def test_quick_block_diffusion_benchmark_end_to_end(tmp_path):
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        rows = _load("block_diffusion").main(["--quick", "--models-dir", str(tmp_path / "models"),
+                                              "--out", str(tmp_path / "bd")])
+    finally:
+        torch.set_num_threads(threads)
+    assert [r["method"] for r in rows["speed"]] == ["full ancestral (cached)", "block, no KV cache",
+                                                    "block + KV cache", "AR + KV cache"]
+    assert all(r["tokens_per_s"] > 0 and r["nfe"] > 0 for r in rows["speed"])
+    assert [r["method"] for r in rows["train"]] == ["plain L pass (Diffusion)", "2L block pass (BlockDiffusion)"]
+    assert [r["kind"] for r in rows["likelihood"]] == ["block-4", "block-L=32", "ar"]
+    saved = json.loads((tmp_path / "bd" / "block_diffusion.json").read_text())
+    assert set(saved["rows"]) == {"speed", "train", "likelihood"} and saved["meta"]["train_ratios"]
+    table = (tmp_path / "bd" / "block_diffusion.md").read_text()
+    assert "s / step" in table and "vs AR (ratio)" in table and "k_dce" in table

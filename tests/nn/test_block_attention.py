@@ -154,3 +154,19 @@ def test_bad_block_inputs_are_one_line_errors():
         make(block_size=4)(ids(1, 4), None, kv_cache=cache)
     with pytest.raises(ValueError, match="not a multiple of block_size=4"):
         make()(ids(1, 14), None, x0=ids(1, 14, high=V))
+
+
+def test_a_kv_cache_of_another_model_is_a_one_line_error_before_any_shape_error():
+    wide = make(block_size=8).new_kv_cache()
+    with pytest.raises(ValueError, match="holds blocks of 8 tokens but the model's block_size is 4") as err:
+        make(block_size=4).extend_kv_cache(wide, ids(1, 4, high=V))  # a whole block of the model's own size
+    assert "\n" not in str(err.value)
+    causal = DiffusionTransformer(TransformerConfig(num_states=S, d_model=32, n_layers=2, n_heads=2, max_len=16,
+                                                    causal=True))
+    with pytest.raises(ValueError, match="holds blocks of 4 tokens but the model is causal"):
+        causal.causal_step(make().new_kv_cache(), ids(1, 1, high=V))
+    filled = make().new_kv_cache()
+    make().extend_kv_cache(filled, ids(1, 4, high=V))
+    with pytest.raises(ValueError, match="holds 2 heads of size 16, the model 4 of size 8"):
+        DiffusionTransformer(TransformerConfig(num_states=S, d_model=32, n_layers=2, n_heads=4, max_len=16,
+                                               block_size=4)).eval()(ids(1, 4), None, kv_cache=filled)

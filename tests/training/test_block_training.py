@@ -49,3 +49,7 @@ def test_train_eval_and_sample_a_block_model_from_the_command_line(tmp_path, cap
     assert cli.main(["sample", "--model", str(run), "--num-samples", "2", "--length", "20", "--steps", "4"]) == 0
     assert capsys.readouterr().out.count("--- sample") == 2
 
+    bad = ["sample", "--model", str(run), "--length", "20", "--sampler", "confidence", "--block-length", "4"]
+    assert cli.main(bad) == 2  # the confidence sampler's blocks must be the model's own (8)
+    err = capsys.readouterr().err.strip()
+    assert "block_length=4 contradicts this block model's block_size=8" in err and "\n" not in err
