@@ -32,7 +32,7 @@ import torch
 from .build import SCRATCH_DIR, TOKENIZER_DIR, Built, Timer, every_nth, fetch_pypi_sdist, notice, text_tokenizer
 from .loader import LAYOUT_DATASETS, Batch, TruncationWarning
 from .packing import TokenFile, TokenWriter
-from .readers import DataError, read_utf8
+from .readers import DataError, jsonl_objects, read_utf8
 from .sources import extract
 
 __all__ = ["Pair", "PairDataset", "is_pairs_file", "pack_pairs", "play_dialogue", "read_pairs", "shakespeare_dialogue",
@@ -175,14 +175,7 @@ def is_pairs_file(path: Path) -> bool:
 def read_pairs(path: str | Path) -> list[Pair]:
     """Pairs of a JSONL file: one object per line with string fields `prompt` and `response`."""
     pairs = []
-    for number, line in enumerate(read_utf8(Path(path)).split("\n"), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{where}: not valid JSON ({e.msg})") from e
+    for where, obj in jsonl_objects(read_utf8(Path(path)), path):
         if not isinstance(obj, dict) or not all(isinstance(obj.get(k), str) for k in ("prompt", "response")):
             raise DataError(f"{where}: each line must be an object with string `prompt` and `response` fields")
         pairs.append(Pair(obj["prompt"], obj["response"], where))

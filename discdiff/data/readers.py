@@ -90,14 +90,7 @@ def read_documents(path: str | Path) -> list[Document]:
     if not _base_name(path).endswith(".jsonl"):
         return [Document(text, str(path))]
     docs = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{where}: not valid JSON ({e.msg})") from e
+    for where, obj in jsonl_objects(text, path):
         if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
             raise DataError(f"{where}: each JSONL line must be an object with a string `text` field")
         if not obj["text"]:
@@ -183,3 +176,15 @@ def collect_files(path: str | Path, accept) -> list[Path]:
         raise DataError(f"{path}: no files of a known kind ({', '.join(TEXT_SUFFIXES + FASTA_SUFFIXES)}, "
                         "optionally .gz)")
     return files
+
+
+def jsonl_objects(text: str, path):
+    """(``path:line``, parsed object) for every non-blank line of JSONL ``text``; DataError naming the line."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            yield where, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{where}: not valid JSON ({e.msg})") from e
