@@ -79,9 +79,14 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="dotted overrides of configs/quickstart.yaml")
     parser.add_argument("--emas", default="0.99,0.995,0.998", help="EMA decays judged besides the raw weights")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--save", help="also save the trained weights (and each EMA) to this file")
+    parser.add_argument("--samplers", metavar="PRETRAINED",
+                        help="no training: judge this pretrained model's words-real fraction under several samplers")
     parser.add_argument("--probe", action="store_true", help="only measure the reference's seconds per step")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.samplers:
+        return compare_samplers(args.samplers)
     load0 = os.getloadavg()
     reference = step_seconds([], args.threads)
     if args.probe:
@@ -90,6 +95,9 @@ def main() -> None:
         return
     own = step_seconds(args.set, args.threads)
     trainer, emas, seconds = train(args.set, args.threads, [float(d) for d in args.emas.split(",") if d])
+    if args.save:
+        torch.save({"config": args.set, "model": trainer.model.state_dict(),
+                    "ema": {d: e.full_state() for d, e in emas.items()}}, args.save)
     tok = load_tokenizer(DATA / "tokenizer")
     vocabulary = load_corpus_words(DATA)
     model, settings, context = trainer.model.eval(), Settings(), trainer.cfg.data.context
@@ -109,6 +117,35 @@ def main() -> None:
         with open(OUT / "levers.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
     write_table()
+
+
+SAMPLERS = [("first_hitting", 1.0), ("ancestral", 1.0), ("first_hitting", 0.8), ("first_hitting", 0.6)]
+
+
+def compare_samplers(pretrained) -> None:
+    """The words-real fraction of one trained model's passages under each sampler and temperature, with the
+    passages' character entropy (sharpening raises the first by lowering the second)."""
+    from dataclasses import replace
+
+    from discdiff.training import from_pretrained
+
+    pre = from_pretrained(pretrained)
+    vocabulary = load_corpus_words(DATA)
+    lines = [f"Model: {pretrained} (the quickstart's). Command: python benchmarks/quickstart_levers.py samplers "
+             f"--samplers {pretrained}\n", "| sampler | temperature | model calls | words real | character entropy "
+             "(bits) | passage |", "|---|---|---|---|---|---|"]
+    for sampler, temperature in SAMPLERS:
+        settings = replace(Settings(), sampler=sampler, temperature=temperature, windows=32, draws=2)
+        rep = evaluate_quickstart(pre.model, pre.diffusion, pre.tokenizer, DATA, pre.config["context"], settings,
+                                  vocabulary)
+        passage = rep.passages[0].replace("\n", " / ").replace("|", "\\|")
+        lines.append(f"| {sampler} | {temperature:g} | {rep.model_calls} | {rep.words} | "
+                     f"{rep.sample_entropy_bits:.2f} | {passage} |")
+        print(lines[-1], flush=True)
+    lines.append(f"| validation text | - | - | {rep.reference_words} | {rep.reference_entropy_bits:.2f} | |")
+    lines.append(f"| character unigram | - | - | {rep.unigram_words} | - | |")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "samplers.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 class _nothing:

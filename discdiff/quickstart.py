@@ -38,7 +38,7 @@ class Settings:
     windows: int = 512      # validation windows spread over the whole split (seeded)
     draws: int = 4          # times t per window for the bound
     samples: int = 32       # generated passages for the words-real fraction
-    sampler: str = "ancestral"
+    sampler: str = "first_hitting"
     sampler_steps: int = 128
     temperature: float = 1.0
     seed: int = 0
@@ -54,6 +54,7 @@ class Report:
     windows: int
     characters: int
     passages: list[str]
+    model_calls: int                # the sampler's model calls per passage
     words: WordsReal
     sample_entropy_bits: float      # pooled unigram entropy of the generated characters
     reference_words: WordsReal      # the same count on the validation windows themselves
@@ -85,7 +86,7 @@ def evaluate_quickstart(model, diffusion, tokenizer, data_dir, context: int, set
     unigram = _unigram_samples(data_dir, settings.samples, context, gen)
     return Report(
         res.nats_per_token / LN2, (lo / LN2, hi / LN2), res.stderr_nats_per_token / LN2, res.sequences, res.tokens,
-        passages, words_real(passages, vocabulary), unigram_entropy(out.samples).pooled / LN2,
+        passages, int(out.nfe_per_row[0]), words_real(passages, vocabulary), unigram_entropy(out.samples).pooled / LN2,
         words_real([decode_text(tokenizer, row.tolist()) for row in real], vocabulary),
         unigram_entropy(real).pooled / LN2,
         words_real([decode_text(tokenizer, row.tolist()) for row in unigram], vocabulary),
@@ -157,7 +158,7 @@ def _print_report(rep: Report, s: Settings) -> None:
     lo, hi = rep.ci_bits
     print(f"\nvalidation NLL bound: {rep.bound_bits:.3f} bits/char (95% CI {lo:.3f}-{hi:.3f}; {rep.windows} "
           f"windows spread over the validation split, {rep.characters} characters, {s.draws} draws of t each)")
-    print(f"\n--- a generated passage ({s.sampler}, {s.sampler_steps} steps, temperature {s.temperature:g})\n"
+    print(f"\n--- a generated passage ({s.sampler}, {rep.model_calls} model calls, temperature {s.temperature:g})\n"
           f"{rep.passages[0]}")
     print(f"\nwords real (whitespace-separated words found in the training text; cut words at the edges not "
           f"counted):\n  generated: {rep.words}  [{s.samples} passages, {s.sampler}, temperature "
