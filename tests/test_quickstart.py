@@ -1,4 +1,8 @@
-"""`python -m discdiff.quickstart`: a newcomer's first command; its mistakes are one line, too."""
+"""`python -m discdiff.quickstart`: a newcomer's first command; a fixed amount of work, the same numbers every
+run, and its mistakes are one line, too. (`make quickstart` runs the real thing; here the model is tiny.)"""
+
+import re
+import time
 
 import pytest
 
@@ -6,11 +10,11 @@ import discdiff.quickstart as qs
 from discdiff.data import SourceUnavailable
 
 
-@pytest.mark.parametrize("minutes", ["0", "-1", "inf"])
-def test_a_non_positive_budget_is_refused_at_the_flag(minutes, capsys):
+@pytest.mark.parametrize("steps", ["0", "-1", "1.5"])
+def test_a_non_positive_step_count_is_refused_at_the_flag(steps, capsys):
     with pytest.raises(SystemExit) as exit_:
-        qs.main(["--minutes", minutes])
-    assert exit_.value.code == 2 and "argument --minutes: expected a positive" in capsys.readouterr().err
+        qs.main(["--steps", steps])
+    assert exit_.value.code == 2 and "argument --steps: expected a positive integer" in capsys.readouterr().err
 
 
 def test_no_network_for_the_download_is_one_line(monkeypatch, tmp_path, capsys):
@@ -23,3 +27,57 @@ def test_no_network_for_the_download_is_one_line(monkeypatch, tmp_path, capsys):
     with pytest.raises(Exception) as raised:  # --debug: the traceback, down to the failed download
         qs.main(["--data-dir", str(tmp_path), "--debug"])
     assert isinstance(raised.value.__cause__ or raised.value, SourceUnavailable)
+
+
+def test_the_preset_is_a_fixed_amount_of_work(tmp_path):
+    cfg = qs.quickstart_config(tmp_path / "data", tmp_path / "out")
+    assert (cfg.steps, cfg.batch_size, cfg.data.context, cfg.model.d_model, cfg.model.n_layers) == (1500, 32, 128,
+                                                                                                      128, 4)
+    assert cfg.seed == 0 and cfg.threads == 2 and cfg.data.train == str(tmp_path / "data")
+    assert qs.quickstart_config(tmp_path, tmp_path, ["steps=7"]).steps == 7
+
+
+TINY = ["model.d_model=16", "model.n_layers=1", "model.n_heads=2", "data.context=48", "batch_size=4",
+        "eval_every=2", "eval_batches=1", "log_every=1", "optim.warmup_steps=1"]
+TINY_JUDGE = qs.Settings(windows=8, draws=2, samples=2, sampler_steps=4)
+
+
+@pytest.fixture
+def tiny_quickstart(monkeypatch, tmp_path):
+    """The quickstart's own code path on a tiny model and corpus (seconds, not minutes)."""
+    from discdiff.data import prepare
+
+    text = tmp_path / "text"
+    text.mkdir()
+    words = "To be, or not to be, that is the question: whether tis nobler in the mind _ to suffer".split()
+    for i in range(4):  # every 2nd document is validation
+        (text / f"doc{i}.txt").write_text(" ".join(words[(i + j) % len(words)] for j in range(300)) + "\n")
+    manifest = prepare(str(text), tmp_path / "prepared", validation_every=2, verbose=False)
+    real_config = qs.quickstart_config
+    monkeypatch.setattr(qs, "prepare", lambda name, data_dir: manifest)
+    monkeypatch.setattr(qs, "quickstart_config", lambda d, o, overrides=(): real_config(
+        d, o, [*TINY, *overrides, "progress=false"]))
+    monkeypatch.setattr(qs, "SETTINGS", TINY_JUDGE)
+    return tmp_path
+
+
+def _numbers(text: str) -> list[str]:
+    text = re.sub(r"trained in [0-9.]+ min", "", text)  # the one wall-clock figure
+    return re.findall(r"-?\d+\.\d+", text)
+
+
+def test_two_runs_print_the_same_numbers_and_a_newcomer_reads_them(tiny_quickstart, capsys, monkeypatch):
+    out = str(tiny_quickstart / "run")
+    assert qs.main(["--steps", "4", "--out", out]) == 0
+    first = capsys.readouterr().out
+    slow = time.perf_counter
+    monkeypatch.setattr(time, "perf_counter", lambda: 7 * slow())  # a slower machine trains the same steps
+    assert qs.main(["--steps", "4", "--out", out]) == 0
+    second = capsys.readouterr().out
+    assert _numbers(first) == _numbers(second) and len(_numbers(first)) >= 8
+    for line in ("training 4 steps", "validation NLL bound:", "--- a generated passage (first_hitting, 48 model calls, "
+                 "temperature 1)", "words real", "generated:", "validation text:", "character-unigram model:",
+                 "--- infilling"):
+        assert line in first, line
+    infills = first.split("--- infilling")[1].splitlines()[1:4]
+    assert all(row.startswith("To be, or ") and row.endswith(" is the question:") for row in infills)

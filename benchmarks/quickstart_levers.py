@@ -1,0 +1,173 @@
+"""The quickstart's levers, one at a time, at its fixed amount of work (configs/quickstart.yaml).
+
+    python benchmarks/quickstart_levers.py base                                   # the preset as it is
+    python benchmarks/quickstart_levers.py lr4e-3 --set optim.lr=4e-3
+    python benchmarks/quickstart_levers.py probe --probe                           # step time only
+
+Each run trains the preset with the overrides given, then judges the raw weights and, from the same run,
+the EMA of each decay in --emas (an EMA does not change training, so one run measures them all) with the
+quickstart's own judge (discdiff.quickstart.evaluate_quickstart: the t-DCE bound on the same seeded spread of
+validation windows every time, and the words-real fraction of ancestral samples at temperature 1).
+
+Load: seconds per step of the preset's model (the reference) are measured in the same process just before
+training, so a run's cost is reported as a ratio to the reference, whatever the machine's load; a quiet
+machine's reference (measured with --probe at load < 1) turns it into quiet-machine minutes. Rows go to
+docs/results/quickstart/levers.jsonl, and the table to docs/results/quickstart/levers.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from discdiff.data.kinds import load_tokenizer  # noqa: E402
+from discdiff.evaluation.words import load_corpus_words  # noqa: E402
+from discdiff.quickstart import Settings, evaluate_quickstart, quickstart_config  # noqa: E402
+from discdiff.training import Trainer  # noqa: E402
+from discdiff.training.ema import EMA  # noqa: E402
+
+OUT = ROOT / "docs" / "results" / "quickstart"
+DATA = ROOT / "data" / "shakespeare"
+
+
+def step_seconds(overrides, threads: int, steps: int = 4) -> float:
+    """Seconds per training step of the preset with ``overrides`` (one warm-up step, then ``steps``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = quickstart_config(DATA, tmp, [*overrides, "progress=false", "eval_every=0", f"threads={threads}"])
+        trainer = Trainer(cfg)
+        batches = iter(trainer.loader)
+        trainer.train_step(next(batches))
+        start = time.perf_counter()
+        for _ in range(steps):
+            trainer.train_step(next(batches))
+        trainer.close()
+        return (time.perf_counter() - start) / steps
+
+
+def train(overrides, threads: int, decays) -> tuple[Trainer, dict, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = quickstart_config(DATA, tmp, [*overrides, "progress=false", "eval_every=0", "optim.ema_decay=0",
+                                            f"threads={threads}"])
+        trainer = Trainer(cfg)
+        emas = {d: EMA(trainer.model, d) for d in decays}
+        batches = iter(trainer.loader)
+        start = time.perf_counter()
+        while trainer.step < cfg.steps:
+            step = trainer.step
+            row = trainer.train_step(next(batches))
+            for ema in emas.values():
+                ema.update(step)
+            if trainer.step % 250 == 0:
+                print(f"  step {trainer.step}: loss {row['loss']:.3f}", flush=True)
+        trainer.close()
+        return trainer, emas, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name")
+    parser.add_argument("--set", nargs="*", default=[], help="dotted overrides of configs/quickstart.yaml")
+    parser.add_argument("--emas", default="0.99,0.995,0.998", help="EMA decays judged besides the raw weights")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--save", help="also save the trained weights (and each EMA) to this file")
+    parser.add_argument("--samplers", metavar="PRETRAINED",
+                        help="no training: judge this pretrained model's words-real fraction under several samplers")
+    parser.add_argument("--probe", action="store_true", help="only measure the reference's seconds per step")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.samplers:
+        return compare_samplers(args.samplers)
+    load0 = os.getloadavg()
+    reference = step_seconds([], args.threads)
+    if args.probe:
+        print(json.dumps({"name": args.name, "threads": args.threads, "reference_s_per_step": reference,
+                          "load_before": load0, "load_after": os.getloadavg()}))
+        return
+    own = step_seconds(args.set, args.threads)
+    trainer, emas, seconds = train(args.set, args.threads, [float(d) for d in args.emas.split(",") if d])
+    if args.save:
+        torch.save({"config": args.set, "model": trainer.model.state_dict(),
+                    "ema": {d: e.full_state() for d, e in emas.items()}}, args.save)
+    tok = load_tokenizer(DATA / "tokenizer")
+    vocabulary = load_corpus_words(DATA)
+    model, settings, context = trainer.model.eval(), Settings(), trainer.cfg.data.context
+    common = {"name": args.name, "set": args.set, "steps": trainer.cfg.steps, "threads": args.threads,
+              "reference_s_per_step": reference, "s_per_step": seconds / trainer.cfg.steps,
+              "cost_ratio": own / reference, "load_before": load0, "load_after": os.getloadavg(),
+              "command": " ".join(["python benchmarks/quickstart_levers.py", *sys.argv[1:]])}
+    for decay in [0.0, *emas]:
+        with emas[decay].swapped_in() if decay else _nothing():
+            rep = evaluate_quickstart(model, trainer.diffusion, tok, DATA, context, settings, vocabulary)
+        row = {**common, "ema": decay, "bound_bits": rep.bound_bits, "ci_bits": rep.ci_bits,
+               "words_real": rep.words.fraction, "words": rep.words.words,
+               "sample_entropy_bits": rep.sample_entropy_bits, "reference_words_real": rep.reference_words.fraction,
+               "unigram_words_real": rep.unigram_words.fraction, "passage": rep.passages[0]}
+        print(json.dumps(row), flush=True)
+        OUT.mkdir(parents=True, exist_ok=True)
+        with open(OUT / "levers.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+    write_table()
+
+
+SAMPLERS = [("first_hitting", 1.0), ("ancestral", 1.0), ("first_hitting", 0.8), ("first_hitting", 0.6)]
+
+
+def compare_samplers(pretrained) -> None:
+    """The words-real fraction of one trained model's passages under each sampler and temperature, with the
+    passages' character entropy (sharpening raises the first by lowering the second)."""
+    from dataclasses import replace
+
+    from discdiff.training import from_pretrained
+
+    pre = from_pretrained(pretrained)
+    vocabulary = load_corpus_words(DATA)
+    lines = [f"Model: {pretrained} (the quickstart's). Command: python benchmarks/quickstart_levers.py samplers "
+             f"--samplers {pretrained}\n", "| sampler | temperature | model calls | words real | character entropy "
+             "(bits) | passage |", "|---|---|---|---|---|---|"]
+    for sampler, temperature in SAMPLERS:
+        settings = replace(Settings(), sampler=sampler, temperature=temperature, windows=32, draws=2)
+        rep = evaluate_quickstart(pre.model, pre.diffusion, pre.tokenizer, DATA, pre.config["context"], settings,
+                                  vocabulary)
+        passage = rep.passages[0].replace("\n", " / ").replace("|", "\\|")
+        lines.append(f"| {sampler} | {temperature:g} | {rep.model_calls} | {rep.words} | "
+                     f"{rep.sample_entropy_bits:.2f} | {passage} |")
+        print(lines[-1], flush=True)
+    lines.append(f"| validation text | - | - | {rep.reference_words} | {rep.reference_entropy_bits:.2f} | |")
+    lines.append(f"| character unigram | - | - | {rep.unigram_words} | - | |")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "samplers.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def write_table() -> None:
+    rows = [json.loads(line) for line in (OUT / "levers.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    lines = ["| run | overrides | EMA | steps | bound bits/char [95% CI] | words real | sample entropy | "
+             "cost vs preset | s/step (ref s/step), load |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lo, hi = r["ci_bits"]
+        lines.append(f"| {r['name']} | {' '.join(r['set']) or '(preset)'} | {r['ema'] or 'none'} | {r['steps']} | "
+                     f"{r['bound_bits']:.3f} [{lo:.3f}, {hi:.3f}] | {r['words_real']:.2f} ({r['words']}) | "
+                     f"{r['sample_entropy_bits']:.2f} | {r['cost_ratio']:.2f} | {r['s_per_step']:.2f} "
+                     f"({r['reference_s_per_step']:.2f}), {r['load_before'][0]:.1f}-{r['load_after'][0]:.1f} |")
+    (OUT / "levers.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
