@@ -35,7 +35,14 @@ from discdiff.seeding import seed_global_generators
 
 from .artifacts import CheckpointError
 from .checkpoint import Checkpoint, find_resumable, latest_checkpoint, save_checkpoint, set_rng_state
-from .conditioning import batch_conditions, check_labels, conditioning_record, init_weights_from, scored_positions
+from .conditioning import (
+    batch_conditions,
+    check_labels,
+    conditioning_record,
+    init_weights_from,
+    scored_positions,
+    with_dropped_prompts,
+)
 from .config import TrainConfig, config_from_dict, config_to_dict
 from .data import open_data
 from .distributed import init_distributed, seed_for
@@ -97,7 +104,8 @@ class Trainer:
         self.objective = make_objective(cfg.diffusion, self.diffusion, vocab)
         torch.manual_seed(seed_for(cfg.seed, INIT))  # same initial weights on every rank
         self.model = build_model(cfg.model, cfg.diffusion, vocab, cfg.data.context)
-        check_labels(cfg.model.num_classes, self.data.train, cfg.condition_dropout)
+        check_labels(cfg.model.num_classes, self.data.train, cfg.condition_dropout, self.diffusion,
+                     cfg.model.block_size)
         if cfg.init_from and ckpt is None:  # a new run from another model's weights (resume keeps its own)
             self.log(f"initialised from {init_weights_from(self.model, cfg.init_from)}")
         if ckpt is not None:
@@ -183,8 +191,9 @@ class Trainer:
             mask = batch.mask[rows].to(dist.device, non_blocking=True)
             gen = torch.Generator(dist.device).manual_seed(seed_for(cfg.seed, step, NOISE, chunk))
             extra = batch_conditions(batch, rows, cfg, seed_for(cfg.seed, step, COND, chunk), dist.device)
+            model = with_dropped_prompts(self.forward_model, extra, self.diffusion)
             with dist.no_sync(self.wrapped, skip=j < self.accum - 1), self.autocast():
-                loss = self.objective(self.forward_model, x0, mask, times[rows].to(dist.device), gen, **extra)
+                loss = self.objective(model, x0, mask, times[rows].to(dist.device), gen, **extra)
                 # gradient of (global sum / global tokens); DDP and FSDP average over ranks, so undo that
                 (loss.float().sum() * (dist.world_size / n_real)).backward()
             total += loss.detach().double().sum()
