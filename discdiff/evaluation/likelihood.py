@@ -210,7 +210,7 @@ def _device(model, device):
 
 def diffusion_nll(model, diffusion: Diffusion, data, objective: str | None = None, *, num_draws: int = 16,
                   seed: int = 0, batch_size: int = 32, device=None, confidence: float = 0.95,
-                  records: dict | None = None) -> LikelihoodResult:
+                  records: dict | None = None, labels: bool = False) -> LikelihoodResult:
     """The NLL bound of ``objective`` (default: the diffusion's default) per sequence, by ``Diffusion.nll``
     (``num_draws`` times stratified per sequence, float64), aggregated with intervals and a data hash.
 
@@ -218,7 +218,8 @@ def diffusion_nll(model, diffusion: Diffusion, data, objective: str | None = Non
     with ``seed`` on the model's device. ``data``: anything ``as_batches`` takes; ``load_eval_data``'s
     spread windows make the interval one for the whole split's mean. ``records`` (a model's record layout,
     config ``records``): bits per *real* token (each record plus its one EOS, ``real_tokens``), the EOS
-    padding counted apart in ``padding_tokens``.
+    padding counted apart in ``padding_tokens``. ``labels=True``: condition a class-conditional model on the
+    labels ``data`` carries (``EvalData.labels``): -log p(x | c), estimator ``<objective>_conditional``.
     """
     eos_id, bos_id = (records["eos_id"], records.get("bos_id")) if records else (None, None)
     objective = objective or diffusion.default_objective
@@ -231,13 +232,19 @@ def diffusion_nll(model, diffusion: Diffusion, data, objective: str | None = Non
     batches = as_batches(data, batch_size)
     device = _device(model, device)
     generator = torch.Generator(device).manual_seed(seed)
+    label_batches = batches.labels if labels else None
+    if labels and label_batches is None:
+        raise ValueError("labels=True needs data with class labels (load_eval_data of a labelled split)")
     parts = []
     with _eval_mode(model):
-        for tokens, mask in batches:
+        for i, (tokens, mask) in enumerate(batches):
+            label = None if label_batches is None else label_batches[i].to(device)
             # Diffusion.loss gives a backbone that takes padding_mask the mask (one padding policy)
             parts.append(batch_nll(model, diffusion, tokens.to(device), mask.to(device), objective,
-                                   num_draws=num_draws, generator=generator, eos_id=eos_id, bos_id=bos_id))
-    return result_of(objective, False, parts, num_draws, data_hash(batches), confidence, batches.split_sample)
+                                   num_draws=num_draws, generator=generator, label=label, eos_id=eos_id,
+                                   bos_id=bos_id))
+    name = f"{objective}_conditional" if labels else objective
+    return result_of(name, False, parts, num_draws, data_hash(batches), confidence, batches.split_sample)
 
 
 def result_of(estimator: str, exact: bool, parts: list[BatchNLL], draws: int, hashed: str, confidence: float = 0.95,
@@ -341,7 +348,8 @@ def evaluate(pretrained, data, *, objectives: Iterable[str] | None = None, num_d
     """Evaluate a ``discdiff.training.Pretrained`` (or anything with .model, .diffusion, .config) on ``data``.
 
     AR baseline: the exact NLL. Diffusion: ``objectives`` (default: the training objective, plus the k-DCE
-    any-order bound on an absorbing graph), all on the same batches, with paired agreement checks.
+    any-order bound on an absorbing graph), all on the same batches, with paired agreement checks; a
+    class-conditional model on labelled data is conditioned on each sequence's label.
     """
     batches = as_batches(data, batch_size)
     if not isinstance(pretrained.diffusion, Diffusion):  # the AR baseline (discdiff.Autoregressive)
@@ -353,11 +361,13 @@ def evaluate(pretrained, data, *, objectives: Iterable[str] | None = None, num_d
         objectives = [pretrained.config["diffusion"].get("objective") or diff.default_objective]
         if diff.graph.mask_id is not None and "k_dce" not in objectives:
             objectives.append("k_dce")
+    # a class-conditional model on a labelled split: -log p(x | c), as training-time validation reports it
+    labelled = batches.labels is not None and (pretrained.config.get("model") or {}).get("num_classes") is not None
     results = {}
     for objective in dict.fromkeys(objectives):
         results[objective] = diffusion_nll(pretrained.model, diff, batches, objective, num_draws=num_draws,
                                            seed=seed, device=device, confidence=confidence,
-                                           records=_eos_records(pretrained.config))
+                                           records=_eos_records(pretrained.config), labels=labelled)
     first = next(iter(results.values()))
     agreements = [compare(first, r) for r in list(results.values())[1:]]
     time_free = is_time_free(pretrained.model) is True  # the one rule (discdiff.model_call)

@@ -12,7 +12,7 @@ from discdiff.cli import main
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cond")
     data = _labelled(tmp)
-    out = {}
+    out = {"labelled": data}
     for name, dropout in (("plain", 0.0), ("dropped", 0.3)):
         _trainer(tmp / name, data, "data.context=4", "model.num_classes=3", f"condition_dropout={dropout}",
                  "steps=2").fit()
@@ -62,6 +62,14 @@ def test_guidance_after_a_prompt_uses_the_branch_prompt_dropout_trained(runs, tm
     from discdiff.training import from_pretrained
 
     assert from_pretrained(runs["sft-dropped"]).config["conditioning"]["condition_dropout"] == 0.3
+
+
+def test_eval_of_a_class_conditional_model_conditions_on_the_labels(runs, capsys):
+    """`discdiff eval` on labelled data reports -log p(x | c), as training-time validation does."""
+    assert main(["eval", "--model", str(runs["dropped"]), "--data", runs["labelled"], "--draws", "2",
+                 "--objective", "t_dce"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["results"]["t_dce"]["estimator"] == "t_dce_conditional"
 
 
 def test_an_sft_model_answers_after_its_prompt(runs, capsys):

@@ -9,6 +9,7 @@ from train_helpers import tiny_config
 
 from discdiff.data.packing import TokenWriter
 from discdiff.data.tokenizer import CharTokenizer, PixelTokenizer
+from discdiff.evaluation import EvalData, diffusion_nll
 from discdiff.evaluation.conditional import PairBatches, conditional_nll
 from discdiff.evaluation.likelihood import real_tokens
 from discdiff.training import Trainer
@@ -159,7 +160,16 @@ def test_validation_of_a_class_conditional_model_conditions_on_the_labels(tmp_pa
     assert len(got) == 2 * 4 and all(g is not None for g in got)  # 2 chunks of 2 windows x 4 draws
     for i, label in enumerate(got):  # each window's own class, never the null label
         assert torch.equal(label, labels[i // 4 * 2: i // 4 * 2 + 2])
-    assert res.estimator.endswith("_conditional")
+    assert res.estimator == "t_dce_conditional"
+    # `discdiff eval`'s estimator (evaluate -> diffusion_nll with the split's labels) on chunk 0, chunk 0's seed
+    trainer.model = trainer.model.inner
+    first = trainer.data.valid.get(res.split_sample.indices[:2], 0, randomize=False)
+    data = EvalData([(first.tokens, first.mask)], labels=[first.labels])
+    ref = diffusion_nll(trainer.model, trainer.diffusion, data, num_draws=res.draws, seed=_eval_seed(trainer, 0),
+                        labels=True)
+    assert torch.equal(ref.per_sequence, res.per_sequence[:2]) and ref.estimator == res.estimator
+    plain = diffusion_nll(trainer.model, trainer.diffusion, data, num_draws=res.draws, seed=_eval_seed(trainer, 0))
+    assert not torch.equal(plain.per_sequence, ref.per_sequence)  # the labels change the number
     trainer.close()
 
 
