@@ -40,8 +40,9 @@ from torch import Tensor
 from . import losses
 from .diffusion import Diffusion
 from .graphs import Graph
-from .model_call import accepts_padding_mask, is_time_free, unwrap_model
+from .model_call import accepts_label, accepts_padding_mask, is_time_free, unwrap_model
 from .parameterization import Parameterization
+from .row_random import resolve_generator
 from .sampling import (
     OPTIONS,
     SAMPLERS,
@@ -105,25 +106,30 @@ class BlockDiffusion(Diffusion):
              loss_mask: Tensor | None = None, label: Tensor | None = None) -> Tensor:
         """Per-sequence loss [B] in nats, a sum of per-block bounds; ``t`` [B] is each row's time (block 0's;
         the other blocks' are rotated from it). x0's length must be a multiple of ``block_size``.
-        ``loss_mask`` as in ``Diffusion.loss`` (positions outside it are clean context); no class labels yet."""
+        ``loss_mask`` as in ``Diffusion.loss`` (positions outside it are clean context); ``label`` [B] class
+        labels of a class-conditional block model (``model(..., x0=x0, label=label)``)."""
         self.check_model(model)
-        if label is not None:
-            raise ValueError("class labels are not wired into block models yet")
+        if label is not None and not accepts_label(model):
+            raise ValueError("a label was given but the model takes none (a class-conditional model has a "
+                             "`label` parameter, e.g. DiffusionTransformer with model.num_classes set)")
         if isinstance(x0, Tensor) and x0.ndim == 2 and x0.shape[1] % self.block_size:
             raise ValueError(f"sequence length {x0.shape[1]} is not a multiple of block_size={self.block_size}")
         return super().loss(model, x0, objective, t=t, generator=generator, padding_mask=padding_mask,
-                            loss_mask=loss_mask)
+                            loss_mask=loss_mask, label=label)
 
     def sample(self, model, num_samples: int, length: int, sampler: str | None = None, *,
                generator: torch.Generator | None = None, condition=None, guidance: float = 0.0, device=None,
-               callback=None, eos_id: int | None = None, kv_cache: bool | None = None, **options) -> SampleOutput:
+               callback=None, eos_id: int | None = None, kv_cache: bool | None = None, label=None, seeds=None,
+               **options) -> SampleOutput:
         """Blocks left to right, ``sampler`` (ancestral, first_hitting or confidence) inside each block.
 
         ``steps`` is per block. ``kv_cache``: None uses the model's exact KV cache when it has one
         (``new_kv_cache``), True requires it, False recomputes the finished blocks at every call. ``condition``
         pins known tokens (a prompt's whole blocks cost no model call; a partial block is pinned inside the
         first noised block). ``eos_id``: a row stops after the block holding its first EOS, and every token
-        after that EOS is EOS. See ``discdiff.sampling.blocks.sample_blocks``.
+        after that EOS is EOS. ``label``: class labels [num_samples] (or one int for all) of a class-conditional
+        block model. ``seeds``: one integer per row instead of ``generator`` (``Diffusion.sample``): row b's
+        sample is the same alone or in any batch. See ``discdiff.sampling.blocks.sample_blocks``.
         """
         self.check_model(model)
         if guidance:
@@ -144,9 +150,11 @@ class BlockDiffusion(Diffusion):
             condition = condition.validate(num_samples, length, self.graph.num_clean_states).to(device)
         if eos_id is not None and not (isinstance(eos_id, int) and 0 <= eos_id < self.graph.num_clean_states):
             raise ValueError(f"eos_id must be a clean token id in [0, {self.graph.num_clean_states}), got {eos_id!r}")
+        generator = resolve_generator(generator, seeds, num_samples, device)
         return sample_blocks(model, self.graph, self.schedule, self.block_size, num_samples, length, sampler,
                              split.loop, predictor_options, generator=generator, condition=condition,
-                             device=device, callback=callback, eos_id=eos_id, kv_cache=kv_cache)
+                             device=device, callback=callback, eos_id=eos_id, kv_cache=kv_cache,
+                             label=_row_labels(label, num_samples, model, device))
 
     def check_block_length(self, block_length) -> None:
         """Refuse the confidence sampler's ``block_length`` unless it is None or this model's ``block_size``:
@@ -190,13 +198,16 @@ class BlockDiffusion(Diffusion):
         """[B, K] -> [B, L]: each block's value on its positions."""
         return values.repeat_interleave(self.block_size, dim=1)
 
-    def _block_log_probs(self, model, x_t: Tensor, x0: Tensor, block_sigma: Tensor, valid: Tensor) -> Tensor:
+    def _block_log_probs(self, model, x_t: Tensor, x0: Tensor, block_sigma: Tensor, masks) -> Tensor:
         """log p(x0^i = . | x_t^k, x0^{<k}) [B, L, C] from one call ``model(x_t, sigma_bar, x0=x0)``; a padded
-        batch's mask goes to a model that takes ``padding_mask`` (the one padding policy of model_call)."""
+        batch's mask goes to a model that takes ``padding_mask`` (the one padding policy of model_call), the
+        rows' labels (``masks.label``) to a class-conditional one."""
         sigma_bar = block_sigma.mean(-1)  # [B]; a time-free model ignores it
         kwargs = {"x0": x0}
-        if not bool(valid.all()) and accepts_padding_mask(model):
-            kwargs["padding_mask"] = valid
+        if not bool(masks.visible.all()) and accepts_padding_mask(model):
+            kwargs["padding_mask"] = masks.visible
+        if masks.label is not None:
+            kwargs["label"] = masks.label
         out = model(x_t, sigma_bar, **kwargs)
         if not isinstance(out, Tensor) or out.ndim != 3 or out.shape[:2] != x_t.shape \
                 or out.shape[-1] < self.graph.num_clean_states:
@@ -210,7 +221,7 @@ class BlockDiffusion(Diffusion):
         valid = masks.scored  # noised and scored; masks.visible (the attention mask) may be wider
         noise = self.schedule(self._block_times(t, x0, generator, "t_dce"))  # [B, K] each
         x_t = torch.where(valid, self.graph.sample_transition(x0, self._per_position(noise.total), generator), x0)
-        log_probs = self._block_log_probs(model, x_t, x0, noise.total, masks.visible)
+        log_probs = self._block_log_probs(model, x_t, x0, noise.total, masks)
         ce = self._per_block(losses.masked_ce(log_probs, x0, (x_t == self.graph.mask_id) & valid))  # [B, K]
         return ((1 - self.t_min) * losses.t_dce_weight(noise.total, noise.rate) * ce).sum(-1)
 
@@ -219,7 +230,7 @@ class BlockDiffusion(Diffusion):
         lam = self._block_times(t, x0, generator, "lambda_dce")  # [B, K] masking probabilities
         u = torch.rand(x0.shape, generator=generator, dtype=torch.float64, device=x0.device)
         masked = (u < self._per_position(lam)) & valid
-        ce = self._masked_blocks(model, x0, masked, lam, masks.visible)
+        ce = self._masked_blocks(model, x0, masked, lam, masks)
         return ((1 - self.t_min) * losses.lambda_dce_weight(lam) * ce).sum(-1)
 
     def _block_k_dce(self, model, x0, masks, t, generator):
@@ -231,13 +242,27 @@ class BlockDiffusion(Diffusion):
         keys = keys.masked_fill(~valid, 2.0)  # pads sort last and are never masked
         rank = keys.view(x0.shape[0], -1, self.block_size).argsort(-1).argsort(-1).view(x0.shape)
         masked = rank < self._per_position(k)
-        ce = self._masked_blocks(model, x0, masked, k / (real + 1.0), masks.visible)
+        ce = self._masked_blocks(model, x0, masked, k / (real + 1.0), masks)
         weight = torch.where(real > 0, losses.k_dce_weight(k.clamp_min(1), real), 0.0)
         return (weight * ce).sum(-1)
 
-    def _masked_blocks(self, model, x0, masked, mask_prob, visible) -> Tensor:
+    def _masked_blocks(self, model, x0, masked, mask_prob, masks) -> Tensor:
         """Per-block masked cross-entropy [B, K] with ``masked`` positions replaced by MASK."""
         x_t = torch.where(masked, self.graph.mask_id, x0)
         sigma = -torch.log1p(-mask_prob.clamp_max(1 - 1e-6))  # [B, K]
-        log_probs = self._block_log_probs(model, x_t, x0, sigma, visible)
+        log_probs = self._block_log_probs(model, x_t, x0, sigma, masks)
         return self._per_block(losses.masked_ce(log_probs, x0, masked))
+
+
+def _row_labels(label, num_rows: int, model, device) -> Tensor | None:
+    """``label`` (an int, [1] or [num_rows]) as LongTensor [num_rows] on ``device``, or None; ValueError for a
+    model that takes no label or the wrong count (labels' range: the model's own check)."""
+    if label is None:
+        return None
+    if not accepts_label(model):
+        raise ValueError("a label was given but the model takes none (a class-conditional model has a "
+                         "`label` parameter, e.g. DiffusionTransformer with model.num_classes set)")
+    label = torch.as_tensor(label, dtype=torch.long).reshape(-1)
+    if label.numel() not in (1, num_rows):
+        raise ValueError(f"label must hold 1 or {num_rows} (num_samples) labels, got {label.numel()}")
+    return label.expand(num_rows).to(device)

@@ -232,12 +232,7 @@ def _sample_diffusion(args, pre, length: int, rows: int, condition, fmt, label, 
     check_memory(sampling_memory(rows, length, graph.num_states, steps=options.get("steps", 128), trajectory_len=0,
                                  guidance=bool(options.get("guidance"))), args.device)
     extra = {**block_options, **({"label": label} if label is not None else {})}
-    if getattr(pre.diffusion, "block_size", None) is None:
-        extra["seeds"] = [seed_for(args.seed, i) for i in range(rows)]  # row i: the same whatever the batch
-    else:  # the block sampler draws from one generator (per-row seeds are not wired into it yet)
-        import torch
-
-        extra["generator"] = torch.Generator(args.device).manual_seed(args.seed)
+    extra["seeds"] = [seed_for(args.seed, i) for i in range(rows)]  # row i: the same whatever the batch
     return pre.diffusion.sample(model, rows, length, device=args.device, condition=condition,
                                 **options, **extra).samples
 

@@ -8,8 +8,9 @@ Each pair is ``[prompt][response] EOS ... EOS`` (``discdiff.data.pairs``). A dif
 Monte Carlo bound of ``Diffusion.nll(..., loss_mask=)``: the prompt is clean context (never noised, always
 visible), the response and its EOS padding are noised and scored, so its expectation bounds
 -log p(response, padding | prompt). The AR baseline's is exact by the chain rule (the prompt comes first):
-sum over the same scored positions of -log p(x_i | x_<i). Tokens per sequence count the scored positions,
-so both are nats per response token on the same pairs and compare directly.
+sum over the same scored positions of -log p(x_i | x_<i). Tokens per sequence count the real response
+tokens, each response and its one EOS (the EOS padding after it is scored, its cost stays in the NLL, but
+it is counted apart in ``padding_tokens``), so both are nats per response token and compare directly.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import torch
 from discdiff.data.loader import Batch
 from discdiff.data.splits import SplitSample, open_split, spread_sample
 
-from .likelihood import LikelihoodResult, _device, _eval_mode
+from .estimator import batch_nll
+from .likelihood import LikelihoodResult, _device, _eval_mode, result_of
 
 __all__ = ["PairBatches", "conditional_nll", "is_pair_data", "load_pair_batches"]
 
@@ -30,6 +32,7 @@ class PairBatches(list):
     """Batches (``discdiff.data.Batch`` with ``loss_mask``) and which examples of the split they are."""
 
     split_sample: SplitSample | None = None
+    eos_id: int | None = None  # the EOS of the pairs' tokenizer: a response's end
 
 
 def is_pair_data(source, split: str = "validation", context: int = 1) -> bool:
@@ -51,7 +54,7 @@ def load_pair_batches(source, *, context: int, split: str = "validation", max_se
     out = PairBatches()
     for start in range(0, drawn.size, batch_size):
         out.append(dataset.get(drawn.indices[start:start + batch_size], 0, randomize=False))
-    out.split_sample = drawn
+    out.split_sample, out.eos_id = drawn, dataset.eos_id
     return out
 
 
@@ -64,27 +67,27 @@ def _hash(batches: list[Batch]) -> str:
 
 
 def conditional_nll(model, diffusion, batches: list[Batch], objective: str | None = None, *, num_draws: int = 16,
-                    seed: int = 0, device=None, confidence: float = 0.95) -> LikelihoodResult:
-    """-log p(response | prompt) per pair (nats, float64) with intervals: ``diffusion.nll`` with the loss mask
-    (a ``Diffusion``: a bound from ``num_draws`` stratified times; ``Autoregressive``: exact). Lengths are
-    the scored (response + EOS padding) tokens."""
+                    seed: int = 0, device=None, confidence: float = 0.95,
+                    eos_id: int | None = None) -> LikelihoodResult:
+    """-log p(response | prompt) per pair (nats, float64) with intervals: ``batch_nll`` with the loss mask
+    (a ``Diffusion``: a bound from ``num_draws`` stratified times; ``Autoregressive``: exact). Lengths are the
+    real response tokens: each response and its one EOS (``eos_id``, default the ``eos_id`` that
+    ``load_pair_batches`` records), the EOS padding after it counted apart in ``padding_tokens``."""
     exact = not hasattr(diffusion, "graph")  # dd.Autoregressive: exact, nothing to draw
     objective = None if exact else objective or diffusion.default_objective
     if not exact and num_draws < 2:
         raise ValueError(f"num_draws must be >= 2 to estimate the Monte Carlo error, got {num_draws}")
+    eos_id = eos_id if eos_id is not None else getattr(batches, "eos_id", None)
     device = _device(model, device)
     generator = torch.Generator(device).manual_seed(seed)
-    means, variances, lengths = [], [], []
+    parts = []
     with _eval_mode(model):
         for b in batches:
             if b.loss_mask is None:
                 raise ValueError("conditional_nll needs batches of prompt-response pairs (with a loss_mask)")
-            est = diffusion.nll(model, b.tokens.to(device), objective, num_draws=num_draws, generator=generator,
-                                padding_mask=b.mask.to(device), loss_mask=b.loss_mask.to(device))
-            means.append(est.mean.cpu())
-            variances.append(est.stderr.square().cpu())
-            lengths.append(b.loss_mask.sum(1))
+            parts.append(batch_nll(model, diffusion, b.tokens.to(device), b.mask.to(device), objective,
+                                   num_draws=num_draws, generator=generator, loss_mask=b.loss_mask.to(device),
+                                   eos_id=eos_id))
     name = "exact_ar_conditional" if exact else f"{objective}_conditional"
-    return LikelihoodResult(name, exact, torch.cat(means), torch.cat(lengths), torch.cat(variances),
-                            0 if exact else num_draws, _hash(batches), confidence,
-                            getattr(batches, "split_sample", None))
+    return result_of(name, exact, parts, 0 if exact else num_draws, _hash(batches), confidence,
+                     getattr(batches, "split_sample", None))

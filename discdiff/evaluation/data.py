@@ -32,6 +32,7 @@ class EvalData:
     split_sample: SplitSample | None = None
     source: str | None = None
     split: str | None = None
+    labels: list[Tensor] | None = None  # LongTensor [B] per batch: the class labels of a labelled split
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         return iter(self.batches)
@@ -123,5 +124,7 @@ def load_eval_data(source, *, context: int, vocab_size: int | None = None, split
         raise ValueError(f"{source}: no {split!r} examples of context {context}")
     drawn = spread_sample(len(dataset), max_sequences, seed)
     batch = dataset.get(drawn.indices, 0, randomize=False)
-    batches = as_batches((batch.tokens, batch.mask), batch_size)
-    return EvalData(batches.batches, drawn, source, split)
+    keep = batch.mask.any(-1)  # as_batches drops empty rows: drop their labels with them
+    batches = as_batches((batch.tokens[keep], batch.mask[keep]), batch_size)
+    labels = None if batch.labels is None else list(batch.labels[keep].split(batch_size))
+    return EvalData(batches.batches, drawn, source, split, labels)

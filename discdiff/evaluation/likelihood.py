@@ -58,6 +58,7 @@ from discdiff.diffusion import Diffusion
 from discdiff.model_call import is_time_free
 
 from .data import as_batches, data_hash
+from .estimator import BatchNLL, Counted, batch_nll, counted_tokens, real_tokens
 from .intervals import Interval, ratio_stderr, stderr_of_mean, z_value
 
 __all__ = [
@@ -65,8 +66,13 @@ __all__ = [
     "Interval",
     "Evaluation",
     "LikelihoodResult",
+    "BatchNLL",
+    "Counted",
     "ar_nll",
+    "batch_nll",
     "compare",
+    "counted_tokens",
+    "real_tokens",
     "diffusion_nll",
     "evaluate",
 ]
@@ -202,22 +208,9 @@ def _device(model, device):
     return first.device if first is not None else torch.device("cpu")
 
 
-def real_tokens(tokens: Tensor, mask: Tensor, eos_id: int | None, bos_id: int | None = None) -> Tensor:
-    """[B] real tokens per sequence. Without ``eos_id``: the mask's count. With it (EOS-padded records,
-    ``[BOS] body EOS EOS ... EOS``): the record plus its one EOS, i.e. positions up to the first EOS, less a
-    BOS at position 0; the EOS padding after it is not counted (its cost, near zero for a good model, stays
-    in the NLL). A row without EOS (a cropped record) counts all its real positions."""
-    counts = mask.sum(1)
-    if eos_id is None:
-        return counts
-    is_eos = tokens == eos_id
-    upto = torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, counts)
-    return upto - (tokens[:, 0] == bos_id).long() if bos_id is not None else upto
-
-
 def diffusion_nll(model, diffusion: Diffusion, data, objective: str | None = None, *, num_draws: int = 16,
                   seed: int = 0, batch_size: int = 32, device=None, confidence: float = 0.95,
-                  records: dict | None = None) -> LikelihoodResult:
+                  records: dict | None = None, labels: bool = False) -> LikelihoodResult:
     """The NLL bound of ``objective`` (default: the diffusion's default) per sequence, by ``Diffusion.nll``
     (``num_draws`` times stratified per sequence, float64), aggregated with intervals and a data hash.
 
@@ -225,7 +218,8 @@ def diffusion_nll(model, diffusion: Diffusion, data, objective: str | None = Non
     with ``seed`` on the model's device. ``data``: anything ``as_batches`` takes; ``load_eval_data``'s
     spread windows make the interval one for the whole split's mean. ``records`` (a model's record layout,
     config ``records``): bits per *real* token (each record plus its one EOS, ``real_tokens``), the EOS
-    padding counted apart in ``padding_tokens``.
+    padding counted apart in ``padding_tokens``. ``labels=True``: condition a class-conditional model on the
+    labels ``data`` carries (``EvalData.labels``): -log p(x | c), estimator ``<objective>_conditional``.
     """
     eos_id, bos_id = (records["eos_id"], records.get("bos_id")) if records else (None, None)
     objective = objective or diffusion.default_objective
@@ -238,25 +232,33 @@ def diffusion_nll(model, diffusion: Diffusion, data, objective: str | None = Non
     batches = as_batches(data, batch_size)
     device = _device(model, device)
     generator = torch.Generator(device).manual_seed(seed)
-    means, variances, lengths, padding = [], [], [], 0
+    label_batches = batches.labels if labels else None
+    if labels and label_batches is None:
+        raise ValueError("labels=True needs data with class labels (load_eval_data of a labelled split)")
+    parts = []
     with _eval_mode(model):
-        for tokens, mask in batches:
-            x0, mask = tokens.to(device), mask.to(device)
+        for i, (tokens, mask) in enumerate(batches):
+            label = None if label_batches is None else label_batches[i].to(device)
             # Diffusion.loss gives a backbone that takes padding_mask the mask (one padding policy)
-            est = diffusion.nll(model, x0, objective, num_draws=num_draws, generator=generator, padding_mask=mask)
-            means.append(est.mean.cpu())
-            variances.append(est.stderr.square().cpu())
-            real = real_tokens(x0, mask, eos_id, bos_id).cpu()
-            lengths.append(real)
-            bos = int((x0[:, 0] == bos_id).sum()) if bos_id is not None else 0
-            padding += int(mask.sum()) - int(real.sum()) - bos
-    return LikelihoodResult(objective, False, torch.cat(means), torch.cat(lengths), torch.cat(variances),
-                            num_draws, data_hash(batches), confidence, batches.split_sample, padding)
+            parts.append(batch_nll(model, diffusion, tokens.to(device), mask.to(device), objective,
+                                   num_draws=num_draws, generator=generator, label=label, eos_id=eos_id,
+                                   bos_id=bos_id))
+    name = f"{objective}_conditional" if labels else objective
+    return result_of(name, False, parts, num_draws, data_hash(batches), confidence, batches.split_sample)
+
+
+def result_of(estimator: str, exact: bool, parts: list[BatchNLL], draws: int, hashed: str, confidence: float = 0.95,
+              split_sample: SplitSample | None = None) -> LikelihoodResult:
+    """A ``LikelihoodResult`` from the ``batch_nll`` of each batch, in order."""
+    return LikelihoodResult(estimator, exact, torch.cat([p.mean for p in parts]), torch.cat([p.lengths for p in parts]),
+                            torch.cat([p.variance for p in parts]), draws, hashed, confidence, split_sample,
+                            sum(p.padding for p in parts))
 
 
 def ar_nll(model, data, *, vocab_size: int | None = None, batch_size: int = 32, device=None,
-           confidence: float = 0.95) -> LikelihoodResult:
-    """Exact -log p(x0) of the AR baseline, per sequence, summed in float64 over real tokens.
+           confidence: float = 0.95, records: dict | None = None) -> LikelihoodResult:
+    """Exact -log p(x0) of the AR baseline, per sequence, summed in float64 over real tokens (``batch_nll``
+    with ``dd.Autoregressive``; ``records`` as in ``diffusion_nll``: bits per real token of EOS records).
 
     ``model``: a ``discdiff.nn.ARWrapper``, or a causal ``DiffusionTransformer`` with ``vocab_size``.
     """
@@ -266,20 +268,13 @@ def ar_nll(model, data, *, vocab_size: int | None = None, batch_size: int = 32, 
         if vocab_size is None:
             raise ValueError("pass vocab_size with a bare causal model (or wrap it in discdiff.nn.ARWrapper)")
         model = ARWrapper(model, vocab_size)
+    eos_id, bos_id = (records["eos_id"], records.get("bos_id")) if records else (None, None)
     batches = as_batches(data, batch_size)
     device = _device(model, device)
-    totals, lengths = [], []
     with _eval_mode(model):
-        for tokens, mask in batches:
-            x0, mask = tokens.to(device), mask.to(device)
-            if int(x0[mask].max()) >= model.vocab_size:
-                raise ValueError(f"token ids must lie in [0, {model.vocab_size}) for this AR model")
-            log_probs = model.log_probs(x0, mask).gather(-1, x0[..., None]).squeeze(-1).double()  # [B, L]
-            totals.append(-(log_probs * mask).sum(1).cpu())
-            lengths.append(mask.sum(1).cpu())
-    per_sequence = torch.cat(totals)
-    return LikelihoodResult("exact_ar", True, per_sequence, torch.cat(lengths), torch.zeros_like(per_sequence),
-                            0, data_hash(batches), confidence, batches.split_sample)
+        parts = [batch_nll(model.model, model.ar, tokens.to(device), mask.to(device), num_draws=1, generator=None,
+                           eos_id=eos_id, bos_id=bos_id) for tokens, mask in batches]
+    return result_of("exact_ar", True, parts, 0, data_hash(batches), confidence, batches.split_sample)
 
 
 # ------------------------------------------------------------------ comparisons
@@ -353,23 +348,26 @@ def evaluate(pretrained, data, *, objectives: Iterable[str] | None = None, num_d
     """Evaluate a ``discdiff.training.Pretrained`` (or anything with .model, .diffusion, .config) on ``data``.
 
     AR baseline: the exact NLL. Diffusion: ``objectives`` (default: the training objective, plus the k-DCE
-    any-order bound on an absorbing graph), all on the same batches, with paired agreement checks.
+    any-order bound on an absorbing graph), all on the same batches, with paired agreement checks; a
+    class-conditional model on labelled data is conditioned on each sequence's label.
     """
     batches = as_batches(data, batch_size)
     if not isinstance(pretrained.diffusion, Diffusion):  # the AR baseline (discdiff.Autoregressive)
         result = ar_nll(pretrained.model, batches, vocab_size=pretrained.config["vocab_size"], device=device,
-                        confidence=confidence)
+                        confidence=confidence, records=_eos_records(pretrained.config))
         return Evaluation({result.estimator: result}, [], True)
     diff = pretrained.diffusion
     if objectives is None:
         objectives = [pretrained.config["diffusion"].get("objective") or diff.default_objective]
         if diff.graph.mask_id is not None and "k_dce" not in objectives:
             objectives.append("k_dce")
+    # a class-conditional model on a labelled split: -log p(x | c), as training-time validation reports it
+    labelled = batches.labels is not None and (pretrained.config.get("model") or {}).get("num_classes") is not None
     results = {}
     for objective in dict.fromkeys(objectives):
         results[objective] = diffusion_nll(pretrained.model, diff, batches, objective, num_draws=num_draws,
                                            seed=seed, device=device, confidence=confidence,
-                                           records=_eos_records(pretrained.config))
+                                           records=_eos_records(pretrained.config), labels=labelled)
     first = next(iter(results.values()))
     agreements = [compare(first, r) for r in list(results.values())[1:]]
     time_free = is_time_free(pretrained.model) is True  # the one rule (discdiff.model_call)

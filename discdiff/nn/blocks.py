@@ -115,6 +115,7 @@ class KVCache:
         self.block_size, self.n_layers, self.length = block_size, n_layers, length
         self.offset = offset  # absolute position of the first cached token (> 0 once the window has slid)
         self.layers = layers if layers is not None else [_LayerCache(None, None, False) for _ in range(n_layers)]
+        self.labels: Tensor | None = None  # (B,) the class labels the cached blocks were run under
 
     @property
     def position(self) -> int:
@@ -133,7 +134,9 @@ class KVCache:
         """The cache of a subset of the batch (a gather per layer); ``rows`` indexes the batch."""
         layers = [_LayerCache(c.keys[rows] if c.keys is not None else None,
                               c.values[rows] if c.values is not None else None, False) for c in self.layers]
-        return KVCache(self.block_size, self.n_layers, layers, self.length, self.offset)
+        out = KVCache(self.block_size, self.n_layers, layers, self.length, self.offset)
+        out.labels = None if self.labels is None else self.labels[rows.to(self.labels.device)]
+        return out
 
     def check_model(self, config) -> None:
         """Raise ValueError unless this cache was made for a model shaped like ``config``'s: the same block size
@@ -165,9 +168,13 @@ class KVCache:
         return [_LayerCache(c.keys, c.values, store) for c in self.layers]
 
 
-def _trunk(model, x_ids: Tensor, rope: Tensor, attn_mask: Tensor | None, kv: list | None = None) -> Tensor:
-    """Embedding and every block of a time-free model: hidden states (B, T, C)."""
+def _trunk(model, x_ids: Tensor, rope: Tensor, attn_mask: Tensor | None, kv: list | None = None,
+           label_vec: Tensor | None = None) -> Tensor:
+    """Embedding (plus a class-conditional model's label vector on every token) and every block of a time-free
+    model: hidden states (B, T, C)."""
     x = model.tok_emb(x_ids)  # (B, T, C)
+    if label_vec is not None:
+        x = x + label_vec[:, None, :]  # (B, T, C): as in DiffusionTransformer.forward's time-free path
     for i, block in enumerate(model.blocks):
         x = block(x, rope, attn_mask, None, kv[i] if kv is not None else None)
     return x
@@ -193,6 +200,27 @@ def _long_rope(length: int, head_dim: int, base: float, device) -> Tensor:
     return rotary_table(length, head_dim, base)[:, None].to(device)
 
 
+def _label_vector(model, label: Tensor | None, batch: int) -> Tensor | None:
+    """(B, C) the label embedding of a class-conditional model (None: the null label), else None; a label for a
+    model without classes is refused."""
+    emb = getattr(model, "label_emb", None)
+    if emb is None:
+        if label is not None:
+            raise ValueError("this model takes no class label (model.num_classes is not set)")
+        return None
+    return emb(label, batch)
+
+
+def _check_cache_label(cache: KVCache, label: Tensor | None) -> None:
+    """A cached call must use the labels the cache was filled under (their keys and values carry them)."""
+    if cache.length == 0 and cache.offset == 0:
+        return
+    if (cache.labels is None) != (label is None) or (label is not None and not torch.equal(
+            cache.labels, label.to(cache.labels.device))):
+        raise ValueError("this KV cache was filled under other class labels than this call's: pass the same "
+                         "label= to extend_kv_cache and to every cached call")
+
+
 def _head(model, x: Tensor) -> Tensor:
     return model.head(model.final_norm(x)).float()  # (B, T, S_out) float32
 
@@ -206,8 +234,10 @@ def _with_padding(mask: Tensor, keys_real: Tensor | None) -> Tensor:
 
 
 def block_forward(model, x_t: Tensor, padding_mask: Tensor | None = None, *, x0: Tensor | None = None,
-                  kv_cache: KVCache | None = None) -> Tensor:
+                  kv_cache: KVCache | None = None, label: Tensor | None = None) -> Tensor:
     """The forward of a block model (``DiffusionTransformer`` with ``config.block_size``), inputs checked there.
+    ``label`` (B,): a class-conditional model's labels (None: the null label), added to every token's embedding
+    in both halves of training, in the cached clean blocks and in the noised block.
 
     - ``x0`` given (training): one pass over [x_t ; x0] with ``training_mask``; returns the noised half's
       logits (B, L, S_out). L must be a multiple of b.
@@ -222,38 +252,44 @@ def block_forward(model, x_t: Tensor, padding_mask: Tensor | None = None, *, x0:
     if x0 is not None and kv_cache is not None:
         raise ValueError("pass x0= (training) or kv_cache= (sampling), not both")
     B, T = x_t.shape
+    label_vec = _label_vector(model, label, B)  # (B, C) or None
     if kv_cache is not None:
         if padding_mask is not None:
             raise ValueError("a cached block call takes no padding_mask")
         kv_cache.check(cfg, B, T)
+        _check_cache_label(kv_cache, label)
         rope = _rope(model, kv_cache.position, T)
-        return _head(model, _trunk(model, x_t, rope, None, kv_cache._views(store=False)))
+        return _head(model, _trunk(model, x_t, rope, None, kv_cache._views(store=False), label_vec))
     if x0 is None:
         mask = _with_padding(block_causal_mask(T, b, x_t.device), padding_mask)
-        return _head(model, _trunk(model, x_t, model.rope[:T], mask))
+        return _head(model, _trunk(model, x_t, model.rope[:T], mask, label_vec=label_vec))
     if x0.shape != x_t.shape or x0.dtype != x_t.dtype:
         raise ValueError(f"x0 {x0.dtype} {tuple(x0.shape)} must match x_t {x_t.dtype} {tuple(x_t.shape)}")
     _check_sizes(T, b)
     real = torch.cat([padding_mask, padding_mask], dim=1) if padding_mask is not None else None  # (B, 2L)
     mask = _with_padding(training_mask(T, b, x_t.device), real)
     rope = torch.cat([model.rope[:T], model.rope[:T]])  # both halves at positions 0..L-1
-    hidden = _trunk(model, torch.cat([x_t, x0], dim=1), rope, mask)  # (B, 2L, C)
+    hidden = _trunk(model, torch.cat([x_t, x0], dim=1), rope, mask, label_vec=label_vec)  # (B, 2L, C)
     return _head(model, hidden[:, :T])  # the noised half only
 
 
-def extend_kv_cache(model, cache: KVCache, clean: Tensor) -> None:
-    """Run one finished block's clean tokens (B, b) once and append their keys / values to ``cache``."""
+def extend_kv_cache(model, cache: KVCache, clean: Tensor, label: Tensor | None = None) -> None:
+    """Run one finished block's clean tokens (B, b) once (under the rows' class ``label``, a class-conditional
+    model's; the same at every call) and append their keys / values to ``cache``."""
     cache.check_model(model.config)  # a cache of another model first: its block size explains a shape mismatch
     if clean.dim() != 2 or clean.shape[1] != cache.block_size:
         raise ValueError(f"extend the KV cache with one whole block (B, {cache.block_size}), got {tuple(clean.shape)}")
     cache.check(model.config, clean.shape[0], clean.shape[1])
+    _check_cache_label(cache, label)
+    label_vec = _label_vector(model, label, clean.shape[0])
     views = cache._views(store=True)
-    _trunk(model, clean, _rope(model, cache.position, clean.shape[1]), None, views)
+    _trunk(model, clean, _rope(model, cache.position, clean.shape[1]), None, views, label_vec)
     cache.layers, cache.length = views, cache.length + clean.shape[1]
+    cache.labels = None if label is None else label.clone()
     cache.trim(model.config.max_len - cache.block_size)  # the sliding window: see sliding_window_forward
 
 
-def sliding_window_forward(model, x: Tensor) -> Tensor:
+def sliding_window_forward(model, x: Tensor, label: Tensor | None = None) -> Tensor:
     """A block model's logits (B, T, S_out) over a sequence of any length T, without a cache: the reference of
     generation beyond the training context.
 
@@ -277,7 +313,7 @@ def sliding_window_forward(model, x: Tensor) -> Tensor:
         raise ValueError(f"token ids must lie in [0, {cfg.num_states})")
     T = x.shape[1]
     mask = sliding_block_mask(T, cfg.block_size, cfg.max_len - cfg.block_size, x.device)
-    return _head(model, _trunk(model, x, _rope(model, 0, T), mask))
+    return _head(model, _trunk(model, x, _rope(model, 0, T), mask, label_vec=_label_vector(model, label, x.shape[0])))
 
 
 def causal_step(model, cache: KVCache, tokens: Tensor) -> Tensor:
@@ -320,7 +356,8 @@ class BlockCacheMethods:
         self._check_inputs(tokens, None, None)
         return causal_step(self, cache, tokens)
 
-    def extend_kv_cache(self, cache: KVCache, clean: Tensor) -> None:
-        """Append one finished block's clean tokens (B, block_size) to ``cache`` (one forward of b tokens)."""
+    def extend_kv_cache(self, cache: KVCache, clean: Tensor, label: Tensor | None = None) -> None:
+        """Append one finished block's clean tokens (B, block_size) to ``cache`` (one forward of b tokens);
+        ``label`` (B,): a class-conditional model's labels, the same for every block and cached call."""
         self._check_inputs(clean, None, None)
-        extend_kv_cache(self, cache, clean)
+        extend_kv_cache(self, cache, clean, label)

@@ -61,8 +61,6 @@ class ModelConfig:
                                  "draws its own noise level")
         if self.num_classes is not None:
             _at_least("num_classes", self.num_classes, 1)
-            if self.block_size is not None:
-                raise ValueError("num_classes with block_size: class labels are not wired into block models yet")
         if self.d_model % self.n_heads != 0:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if (self.d_model // self.n_heads) % 2 != 0:

@@ -182,7 +182,7 @@ class DiffusionTransformer(BlockCacheMethods, nn.Module):
         if self.config.block_size is not None or x0 is not None or kv_cache is not None:
             if x0 is not None:
                 self._check_inputs(x0, sigma_bar, padding_mask)
-            return block_forward(self, x_t, padding_mask, x0=x0, kv_cache=kv_cache)
+            return block_forward(self, x_t, padding_mask, x0=x0, kv_cache=kv_cache, label=label)
         cfg = self.config
         B, T = x_t.shape
         x = self.tok_emb(x_t)  # (B, T, C)

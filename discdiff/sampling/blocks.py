@@ -20,11 +20,14 @@ see that function for what this approximates.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
 from discdiff.model_call import call_model, unwrap_model
 from discdiff.nn.blocks import sliding_window_forward
+from discdiff.row_random import RowGenerators
 
 from . import SAMPLERS
 from .base import SampleOutput
@@ -48,18 +51,19 @@ class RecomputeContext:
         self.prefix = torch.empty(num_rows, 0, dtype=torch.long, device=device)
         self.num_clean_states = num_clean_states
 
-    def logits(self, model, x: Tensor, sigma_bar: Tensor, rows: Tensor | None) -> Tensor:
-        """The model's output [r, n, S] for the block ``x`` [r, n] of the batch rows ``rows``."""
+    def logits(self, model, x: Tensor, sigma_bar: Tensor, rows: Tensor | None, label: Tensor | None = None) -> Tensor:
+        """The model's output [r, n, S] for the block ``x`` [r, n] of the batch rows ``rows`` (``label`` [r]:
+        their class labels, a class-conditional model's)."""
         prefix = self.prefix if _all_rows(rows, len(self.prefix)) else self.prefix[rows]
         tokens = torch.cat([prefix, x], dim=1)
         net = unwrap_model(model)
         if tokens.shape[1] > getattr(getattr(net, "config", None), "max_len", tokens.shape[1]):
-            out = sliding_window_forward(net, tokens)  # beyond the context: the sliding window, as the cache
+            out = sliding_window_forward(net, tokens, label)  # beyond the context: the sliding window, as the cache
         else:
-            out = call_model(model, tokens, sigma_bar, num_clean_states=self.num_clean_states)
+            out = call_model(model, tokens, sigma_bar, num_clean_states=self.num_clean_states, label=label)
         return out[:, prefix.shape[1]:]
 
-    def append(self, clean: Tensor) -> None:
+    def append(self, clean: Tensor, label: Tensor | None = None) -> None:
         self.prefix = torch.cat([self.prefix, clean], dim=1)
 
     def keep(self, rows: Tensor) -> None:
@@ -74,15 +78,16 @@ class KVCacheContext:
         self.cache = self.net.new_kv_cache()
         self.num_rows, self.num_clean_states = num_rows, num_clean_states
 
-    def logits(self, model, x: Tensor, sigma_bar: Tensor, rows: Tensor | None) -> Tensor:
+    def logits(self, model, x: Tensor, sigma_bar: Tensor, rows: Tensor | None, label: Tensor | None = None) -> Tensor:
         cache = self.cache if _all_rows(rows, self.num_rows) else self.cache.select(rows)
-        out = model(x, sigma_bar, kv_cache=cache)
+        out = model(x, sigma_bar, kv_cache=cache, **({} if label is None else {"label": label}))
         if out.shape[:2] != x.shape or out.shape[-1] < self.num_clean_states:
             raise ValueError(f"model must return [B, n, >= {self.num_clean_states}] for a block {tuple(x.shape)}")
         return out
 
-    def append(self, clean: Tensor) -> None:
-        self.net.extend_kv_cache(self.cache, clean)
+    def append(self, clean: Tensor, label: Tensor | None = None) -> None:
+        """The finished block ``clean`` [B, b] of every row still generating, under their ``label`` [B]."""
+        self.net.extend_kv_cache(self.cache, clean, **({} if label is None else {"label": label}))
 
     def keep(self, rows: Tensor) -> None:
         self.cache, self.num_rows = self.cache.select(rows), len(rows)
@@ -127,12 +132,41 @@ def _block_condition(condition: Condition | None, rows: Tensor, span: slice) -> 
     return None if condition is None else Condition(condition.tokens[rows, span], condition.known[rows, span])
 
 
+class BlockSeeds(NamedTuple):
+    """Per-row randomness of a block sampler: ``seeds`` [B, K], row b's seed for block k, drawn up front from
+    row b's own generator, so what a row draws in block k never depends on what other rows drew before."""
+
+    seeds: Tensor
+    device: torch.device | None
+
+
+def per_block(generator, num_blocks: int):
+    """``BlockSeeds`` from a ``RowGenerators`` (K seeds per row, from the row's generator alone), else
+    ``generator`` as it is. A sampler's draws per row depend on the whole batch's progress (ancestral draws
+    until *every* row is done), which is harmless inside one sampler run but would leak into the next block."""
+    if not isinstance(generator, RowGenerators):
+        return generator
+    seeds = [torch.randint(0, 2**62, (num_blocks,), generator=g, device=g.device).cpu() for g in generator.generators]
+    return BlockSeeds(torch.stack(seeds), generator.generators[0].device)
+
+
+def block_generator(generator, rows: Tensor, block: int):
+    """What block ``block``'s sampler draws from for the batch rows ``rows``: fresh per-row generators seeded
+    from ``BlockSeeds``, or the one shared generator."""
+    if not isinstance(generator, BlockSeeds):
+        return generator
+    return RowGenerators.from_seeds(generator.seeds[rows.cpu(), block].tolist(), generator.device)
+
+
 def sample_blocks(model, graph, schedule, block_size: int, num_samples: int, length: int, sampler: str,
                   opts: SamplerOptions, predictor_options: dict, *, generator=None, condition: Condition | None = None,
-                  device=None, callback=None, eos_id: int | None = None, kv_cache: bool | None = None) -> SampleOutput:
+                  device=None, callback=None, eos_id: int | None = None, kv_cache: bool | None = None,
+                  label: Tensor | None = None) -> SampleOutput:
     """Draw ``num_samples`` sequences of ``length`` tokens block by block (checked arguments: see
-    ``BlockDiffusion.sample``). The last block is shorter when b does not divide ``length``. Returns
-    ``SampleOutput(samples [B, length], nfe, nfe_per_row, trajectory)``; nfe counts block predictions."""
+    ``BlockDiffusion.sample``). The last block is shorter when b does not divide ``length``. ``label`` [B]: the
+    rows' class labels; ``generator`` may be a ``RowGenerators`` (one per row: ``per_block`` seeds each row's
+    blocks from it). Returns ``SampleOutput(samples [B, length], nfe, nfe_per_row, trajectory)``; nfe counts block
+    predictions."""
     check_memory(sampling_memory(num_samples, length, graph.num_states, steps=opts.steps, guidance=False,
                                  trajectory_len=(opts.steps + 2) * -(-length // block_size) if opts.return_trajectory
                                  else 0), device)
@@ -140,24 +174,27 @@ def sample_blocks(model, graph, schedule, block_size: int, num_samples: int, len
     x = torch.full((num_samples, length), mask_id, dtype=torch.long, device=device)
     x = condition.apply(x) if condition is not None else x
     rows = torch.arange(num_samples, device=device)  # the rows still generating
+    generator = per_block(generator, -(-length // block_size))
     context = make_context(model, num_samples, C, kv_cache, device)
     nfe_per_row = torch.zeros(num_samples, dtype=torch.long, device=device)
     progress = _Progress(x, opts.return_trajectory, callback)
     with torch.no_grad():
         for start in range(0, length, block_size):
             span = slice(start, min(start + block_size, length))
+            labels = None if label is None else label[rows]
             pred = Predictor(model, graph, schedule, "denoiser", condition=_block_condition(condition, rows, span),
-                             num_rows=len(rows), device=device, context=context, **predictor_options)
+                             num_rows=len(rows), device=device, context=context, label=labels, **predictor_options)
             pred.start(len(rows))
             progress.enter(rows, span, pred)
             block = pred.pin(torch.full((len(rows), span.stop - start), mask_id, dtype=torch.long, device=device))
-            block = SAMPLERS[sampler].run(pred, block, opts, generator, progress)
+            block = SAMPLERS[sampler].run(pred, block, opts, block_generator(generator, rows, start // block_size),
+                                          progress)
             x[rows, span] = block
             progress.nfe += pred.nfe
             nfe_per_row[rows] += pred.nfe_per_row
             if span.stop == length:
                 break
-            context.append(block)
+            context.append(block, labels)
             if eos_id is not None:
                 going = ~(x[rows, : span.stop] == eos_id).any(-1)
                 if not bool(going.all()):

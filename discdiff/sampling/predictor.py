@@ -150,10 +150,9 @@ class Predictor:
         read = self.parameterization.log_score if kind == "score" else self.parameterization.clean_log_probs
         self._count(x, rows)
         label = self._labels(x, rows)
-        if self.context is not None:  # block diffusion: the model also sees the finished blocks
-            if label is not None:
-                raise ValueError("class labels are not wired into block models yet")
-            return read(self.context.logits(self.model, x, sigma_bar, rows), x, sigma_bar, self.graph)
+        if self.context is not None:  # block diffusion: the model also sees the finished blocks (and the labels)
+            logits = self.context.logits(self.model, x, sigma_bar, rows, **({} if label is None else {"label": label}))
+            return read(logits, x, sigma_bar, self.graph)
         if not self.guidance:
             out = call_model(self.model, x, sigma_bar, num_clean_states=self.graph.num_clean_states, label=label)
             return read(out, x, sigma_bar, self.graph)

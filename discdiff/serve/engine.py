@@ -252,9 +252,7 @@ class Engine:
         return label
 
     def _randomness(self, seed: int, rows: int) -> dict:
-        """Row i draws from seed_for(seed, i); a block sampler from one generator (no per-row seeds there yet)."""
-        if self.block_size is not None:
-            return {"generator": torch.Generator(self.device).manual_seed(seed)}
+        """Row i draws from seed_for(seed, i), for full-sequence and block samplers alike."""
         return {"seeds": [seed_for(seed, i) for i in range(rows)]}
 
     def _prompts(self, payload: dict, num_samples: int) -> list[list[int | None]] | None:

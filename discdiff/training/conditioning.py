@@ -1,6 +1,6 @@
-"""What training adds for conditional models: label dropout (the null label that classifier-free guidance
-contrasts with), the conditioning record a pretrained directory keeps, and starting a new run from the
-weights of another model (``init_from``, supervised fine-tuning)."""
+"""What training adds for conditional models: condition dropout (the null label, or the prompt shown as MASK,
+that classifier-free guidance contrasts with), the conditioning record a pretrained directory keeps, and
+starting a new run from the weights of another model (``init_from``, supervised fine-tuning)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import torch
 
 from discdiff.nn import TransformerConfig
 
-__all__ = ["batch_conditions", "check_labels", "conditioning_record", "drop_labels", "init_weights_from",
-           "label_names_of", "scored_positions"]
+__all__ = ["PromptDropped", "batch_conditions", "check_labels", "conditioning_record", "drop_labels",
+           "init_weights_from", "label_names_of", "scored_positions", "with_dropped_prompts"]
 
 
 def drop_labels(labels: torch.Tensor, p_drop: float, num_classes: int, generator: torch.Generator) -> torch.Tensor:
@@ -23,15 +23,41 @@ def drop_labels(labels: torch.Tensor, p_drop: float, num_classes: int, generator
 
 def batch_conditions(batch, rows: slice, cfg, seed: int, device) -> dict:
     """The extra loss arguments of one micro-batch (rows of ``batch``): its ``loss_mask`` (prompt-response
-    pairs) and its labels, each dropped to the null label with probability cfg.condition_dropout (one
-    generator seeded by ``seed``: trainer stream COND of this step and micro-batch)."""
+    pairs) and its labels, each dropped to the null label with probability cfg.condition_dropout; on pairs,
+    ``dropped_prompt`` [b, L]: the prompt positions of the rows whose prompt is dropped (with probability
+    cfg.condition_dropout; ``with_dropped_prompts`` shows them as MASK). One generator seeded by ``seed``
+    (trainer stream COND of this step and micro-batch) draws both."""
     extra = {}
+    gen = torch.Generator().manual_seed(seed)
     if getattr(batch, "loss_mask", None) is not None:
-        extra["loss_mask"] = batch.loss_mask[rows].to(device)
+        extra["loss_mask"] = loss_mask = batch.loss_mask[rows].to(device)
+        if cfg.condition_dropout > 0:
+            dropped = torch.rand(loss_mask.shape[0], generator=gen) < cfg.condition_dropout  # [b]
+            extra["dropped_prompt"] = dropped.to(device)[:, None] & ~loss_mask & batch.mask[rows].to(device)
     if cfg.model.num_classes is not None:
-        gen = torch.Generator().manual_seed(seed)
         extra["label"] = drop_labels(batch.labels[rows], cfg.condition_dropout, cfg.model.num_classes, gen).to(device)
     return extra
+
+
+class PromptDropped:
+    """``model`` with the ``dropped`` [B, L] positions of its input shown as MASK: a dropped prompt (LLaDA's
+    unconditional branch: the prompt replaced by mask tokens, its positions kept). ``module`` is the model,
+    so ``discdiff.model_call`` reads its signature, time-freedom and config through this wrapper."""
+
+    def __init__(self, model, dropped: torch.Tensor, mask_id: int):
+        self.module, self.dropped, self.mask_id = model, dropped, mask_id
+
+    def __call__(self, x_t: torch.Tensor, sigma_bar: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self.module(torch.where(self.dropped, self.mask_id, x_t), sigma_bar, **kwargs)
+
+
+def with_dropped_prompts(model, extra: dict, diffusion):
+    """The model a micro-batch trains: ``model`` itself, or ``PromptDropped`` (MASK of ``diffusion``'s graph)
+    when ``extra`` (popped here) holds a ``dropped_prompt`` mask."""
+    dropped = extra.pop("dropped_prompt", None)
+    if dropped is None or not bool(dropped.any()):
+        return model
+    return PromptDropped(model, dropped, diffusion.graph.mask_id)
 
 
 def scored_positions(batch) -> torch.Tensor:
@@ -44,13 +70,20 @@ def label_names_of(dataset) -> list[str] | None:
     return getattr(getattr(dataset, "data", None), "label_names", None)
 
 
-def check_labels(num_classes: int | None, dataset, p_drop: float) -> None:
-    """A class-conditional model needs labelled data whose labels fit; dropout needs such a model."""
+def check_labels(num_classes: int | None, dataset, p_drop: float, diffusion=None,
+                 block_size: int | None = None) -> None:
+    """A class-conditional model needs labelled data whose labels fit; dropout needs labels or prompts (a
+    dropped prompt is masked: an absorbing-graph, full-sequence diffusion model)."""
     labels = getattr(getattr(dataset, "data", None), "labels", None)
+    prompts = getattr(getattr(dataset, "data", None), "prompt_lengths", None) is not None
     if num_classes is None:
-        if p_drop > 0:  # prompts are never dropped in training (yet): guidance would contrast with an untrained branch
-            raise ValueError("condition_dropout drops class labels: set model.num_classes (labelled data); "
-                             "dropping prompts in supervised fine-tuning is not supported")
+        if p_drop > 0 and not prompts:
+            raise ValueError("condition_dropout drops class labels (set model.num_classes, labelled data) or the "
+                             "prompts of prompt-response pairs; this data has neither")
+        if p_drop > 0 and (getattr(getattr(diffusion, "graph", None), "mask_id", None) is None or block_size):
+            raise ValueError("condition_dropout on prompt-response pairs masks the dropped prompt: it needs a "
+                             "full-sequence diffusion model on the absorbing graph (not the AR baseline, a uniform "
+                             "graph or model.block_size)")
         return
     if labels is None:
         raise ValueError(f"model.num_classes={num_classes} needs labelled data (e.g. fashion-mnist); "

@@ -216,8 +216,8 @@ class TrainConfig:
     # Consecutive non-finite steps (skipped, never applied) before training stops.
     max_bad_steps: int = 5
     progress: bool = True
-    # Conditional models: drop the condition (a class label becomes the null label model.num_classes) with
-    # this probability, so one network also learns the unconditional p(x) that guidance contrasts with.
+    # Conditional models: drop the condition (a class label becomes the null label model.num_classes; a pair's
+    # prompt is shown as MASK) with this probability, so one network also learns the unconditional p(x).
     condition_dropout: float = 0.0
     # Start a NEW run (step 0, fresh optimizer) from the weights of this model (a run, pretrained/ or
     # checkpoint directory), e.g. supervised fine-tuning of a pretrained model; architectures must match.

@@ -29,26 +29,31 @@ from pathlib import Path
 import torch
 
 from discdiff.data import TokenLoader
-from discdiff.data.splits import spread_sample
-from discdiff.diffusion import Diffusion
-from discdiff.evaluation import LikelihoodResult, ar_nll, diffusion_nll
+from discdiff.evaluation import LikelihoodResult
 from discdiff.progress import Progress, write
 from discdiff.seeding import seed_global_generators
 
 from .artifacts import CheckpointError
 from .checkpoint import Checkpoint, find_resumable, latest_checkpoint, save_checkpoint, set_rng_state
-from .conditioning import batch_conditions, check_labels, conditioning_record, init_weights_from, scored_positions
+from .conditioning import (
+    batch_conditions,
+    check_labels,
+    conditioning_record,
+    init_weights_from,
+    scored_positions,
+    with_dropped_prompts,
+)
 from .config import TrainConfig, config_from_dict, config_to_dict
 from .data import open_data
 from .distributed import init_distributed, seed_for
 from .ema import EMA
 from .recipe import build_diffusion, build_model, draw_times, make_objective, save_pretrained
 from .rundir import open_run, trim_metrics
+from .validation import EVAL_DRAWS, validation_nll
 
-__all__ = ["Trainer", "TrainingDiverged", "lr_at"]
+__all__ = ["EVAL_DRAWS", "Trainer", "TrainingDiverged", "lr_at"]
 
 INIT, DATA, TIMES, NOISE, GLOBAL, EVAL, COND = range(7)  # random streams (COND: condition dropout)
-EVAL_DRAWS = 4  # times per validation window (stratified per window) in training-time validation
 # Changing these breaks exact resumption; the others (steps, logging, ...) may change between runs.
 RESUME_KEYS = ("model", "diffusion", "data", "optim", "batch_size", "micro_batch_size", "seed")
 
@@ -99,7 +104,8 @@ class Trainer:
         self.objective = make_objective(cfg.diffusion, self.diffusion, vocab)
         torch.manual_seed(seed_for(cfg.seed, INIT))  # same initial weights on every rank
         self.model = build_model(cfg.model, cfg.diffusion, vocab, cfg.data.context)
-        check_labels(cfg.model.num_classes, self.data.train, cfg.condition_dropout)
+        check_labels(cfg.model.num_classes, self.data.train, cfg.condition_dropout, self.diffusion,
+                     cfg.model.block_size)
         if cfg.init_from and ckpt is None:  # a new run from another model's weights (resume keeps its own)
             self.log(f"initialised from {init_weights_from(self.model, cfg.init_from)}")
         if ckpt is not None:
@@ -185,8 +191,9 @@ class Trainer:
             mask = batch.mask[rows].to(dist.device, non_blocking=True)
             gen = torch.Generator(dist.device).manual_seed(seed_for(cfg.seed, step, NOISE, chunk))
             extra = batch_conditions(batch, rows, cfg, seed_for(cfg.seed, step, COND, chunk), dist.device)
+            model = with_dropped_prompts(self.forward_model, extra, self.diffusion)
             with dist.no_sync(self.wrapped, skip=j < self.accum - 1), self.autocast():
-                loss = self.objective(self.forward_model, x0, mask, times[rows].to(dist.device), gen, **extra)
+                loss = self.objective(model, x0, mask, times[rows].to(dist.device), gen, **extra)
                 # gradient of (global sum / global tokens); DDP and FSDP average over ranks, so undo that
                 (loss.float().sum() * (dist.world_size / n_real)).backward()
             total += loss.detach().double().sum()
@@ -223,11 +230,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
 
-    @torch.no_grad()
     def evaluate(self) -> LikelihoodResult | None:
         """Validation NLL (EMA weights when enabled) by the estimator ``discdiff eval`` uses, as a
-        ``discdiff.evaluation.LikelihoodResult`` (nats per token with its standard error), or None.
+        ``discdiff.evaluation.LikelihoodResult`` (nats per real token with its standard error), or None.
 
+        What is measured follows the data, as in ``discdiff eval`` (``discdiff.training.validation``): on
+        prompt-response pairs -log p(response | prompt) (the loss mask), on labelled data of a class-conditional
+        model -log p(x | c), on EOS records bits per real token (record + its one EOS; padding apart).
         Windows: a seeded spread over the whole validation split (``spread_sample``, seed from the run's
         seed), the same at every evaluation of a run so the curve compares like with like. Work:
         ``eval_batches`` forwards' worth of ``micro`` rows. A diffusion model's chunk c holds
@@ -236,40 +245,7 @@ class Trainer:
         from seed_for(seed, EVAL, c) and ranks take every world_size-th chunk, then all-reduce the
         per-window values, so the result does not depend on the number of processes.
         """
-        cfg, dist, valid = self.cfg, self.dist, self.data.valid
-        if valid is None:
-            return None
-        exact = not isinstance(self.diffusion, Diffusion)  # the AR baseline: exact NLL, nothing to draw
-        draws = 0 if exact else EVAL_DRAWS
-        rows = max(1, self.micro // draws) if draws else self.micro
-        chunks = min(cfg.eval_batches, len(valid) // rows)
-        chunks -= chunks % dist.world_size
-        if chunks == 0:
-            return None
-        drawn = spread_sample(len(valid), chunks * rows, seed_for(cfg.seed, EVAL))
-        values = torch.zeros(3, drawn.size, dtype=torch.float64, device=dist.device)  # nats, tokens, MC var
-        self.model.eval()
-        dist.reshard(self.model)
-        with self.ema.swapped_in() if self.ema else contextlib.nullcontext():
-            for c in range(dist.rank, chunks, dist.world_size):
-                window = slice(c * rows, (c + 1) * rows)
-                batch = valid.get(drawn.indices[window], 0, randomize=False)
-                data = [(batch.tokens, batch.mask)]
-                with self.autocast():
-                    if exact:
-                        res = ar_nll(self.model, data, vocab_size=self.data.vocab_size, device=dist.device)
-                    else:
-                        res = diffusion_nll(self.model, self.diffusion, data, cfg.diffusion.objective,
-                                            num_draws=draws, seed=seed_for(cfg.seed, EVAL, c), device=dist.device)
-                if res.sequences != rows:
-                    raise ValueError("every validation example needs at least one real token")
-                values[:, window] = torch.stack([res.per_sequence, res.lengths.double(), res.mc_variance])
-            dist.reshard(self.model)  # before the training weights come back
-        dist.all_reduce_sum(values)
-        values = values.cpu()
-        estimator = "exact_ar" if exact else cfg.diffusion.objective or self.diffusion.default_objective
-        return LikelihoodResult(estimator, exact, values[0], values[1].round().long(), values[2], draws,
-                                f"validation:{cfg.seed}:{drawn.size}/{drawn.population}", split_sample=drawn)
+        return validation_nll(self, EVAL)
 
     # ------------------------------------------------------------------ the loop
 

@@ -93,3 +93,12 @@ def test_bad_requests_to_a_block_model_are_one_line_400s(block_engine, payload, 
     with pytest.raises(RequestError, match=message) as err:
         block_engine.parse({"template": "", "length": 8, **payload})
     assert err.value.status == 400 and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("sampler", ["ancestral", "first_hitting", "confidence"])
+def test_a_block_row_is_the_same_alone_and_beside_another_prompt(block_engine, sampler):
+    """Per-row seeds in the block demo: row 0 with its prompt alone == row 0 of a batch with another prompt."""
+    payload = {"sampler": sampler, "length": 12, "steps": 4, "seed": 5}
+    both = run(block_engine, {**payload, "prompts": ["to be", "or"]})[-1][1]
+    alone = run(block_engine, {**payload, "prompts": ["to be"]})[-1][1]
+    assert alone["text"][0] == both["text"][0] and both["text"][1].startswith("or")

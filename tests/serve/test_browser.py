@@ -105,6 +105,34 @@ def test_watch_an_infill_in_the_browser(browser, trained_text_engine, tmp_path):
         assert not errors, errors
 
 
+def test_several_prompts_one_per_line_denoise_row_by_row(browser, trained_text_engine):
+    """Two prompts of different lengths in the prompts box: one batch, each row keeps its own prompt (its known
+    positions), intermediate states arrive for every row, and each final text begins with its prompt."""
+    prompts = ["To be, or", "that is"]
+    with live_server(trained_text_engine) as (host, port):
+        page = browser.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"http://{host}:{port}/")
+        page.wait_for_selector("body[data-status=idle]", timeout=10_000)
+        page.fill("#prompts", "\n".join(prompts) + "\n")
+        page.fill("#length", "20")
+        _generate(page, None, "ancestral", steps=16, delay_ms=30, samples=1)
+        page.wait_for_function("() => discdiffDemo.shown >= 3", timeout=10_000)
+        mid = page.evaluate("() => [...document.querySelectorAll('#rows .row')].map("
+                            "r => r.querySelectorAll('span.mask').length)")
+        page.wait_for_selector("body[data-status=done]", timeout=20_000)
+        rows = page.eval_on_selector_all("#rows .row", "(els) => els.map(e => ({title: e.title, "
+                                         "known: [...e.querySelectorAll('span.known')].map(s => s.textContent)}))")
+        assert [r["title"] for r in rows] == ['prompt 1 ("To be, or") · sample 1', 'prompt 2 ("that is") · sample 1']
+        assert ["".join(r["known"]) for r in rows] == prompts  # each row pins its own prompt
+        assert len(mid) == 2 and all(0 < m < 20 for m in mid), mid  # both rows were caught mid-denoising
+        finals = page.eval_on_selector_all("pre.final-text", "(els) => els.map(e => e.textContent)")
+        assert [f[: len(p)] for f, p in zip(finals, prompts, strict=True)] == prompts
+        assert all(len(f) == 20 for f in finals)
+        assert not errors, errors
+
+
 def test_protein_residues_and_image_pixels_render(browser, protein_checkpoint, pixel_checkpoint, tmp_path):
     with live_server(Engine.load(protein_checkpoint)) as (host, port):
         page = browser.new_page()

@@ -12,13 +12,15 @@ from discdiff.cli import main
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cond")
     data = _labelled(tmp)
-    out = {}
+    out = {"labelled": data}
     for name, dropout in (("plain", 0.0), ("dropped", 0.3)):
         _trainer(tmp / name, data, "data.context=4", "model.num_classes=3", f"condition_dropout={dropout}",
                  "steps=2").fit()
         out[name] = tmp / name / "run"
     _trainer(tmp / "sft", _pairs(tmp), "data.context=8", "steps=2").fit()
     out["sft"] = tmp / "sft" / "run"
+    _trainer(tmp / "sft-dropped", _pairs(tmp), "data.context=8", "steps=2", "condition_dropout=0.3").fit()
+    out["sft-dropped"] = tmp / "sft-dropped" / "run"
     return out
 
 
@@ -48,6 +50,26 @@ def test_a_label_by_name_with_guidance_against_the_null_label(runs, tmp_path, ca
 ])
 def test_bad_conditional_input_is_one_line_naming_the_fix(runs, capsys, run, argv, message):
     assert message in _error(capsys, "sample", "--model", str(runs[run]), "--steps", "2", *argv)
+
+
+def test_guidance_after_a_prompt_uses_the_branch_prompt_dropout_trained(runs, tmp_path, capsys):
+    """A pair model trained with condition_dropout: --guidance (mode null) contrasts with the prompt masked."""
+    out = tmp_path / "s.jsonl"
+    assert main(["sample", "--model", str(runs["sft-dropped"]), "--prompt", "ab", "--guidance", "2", "--steps", "4",
+                 "--num-samples", "2", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 2 and all(r["ids"][:2] == rows[0]["ids"][:2] for r in rows)
+    from discdiff.training import from_pretrained
+
+    assert from_pretrained(runs["sft-dropped"]).config["conditioning"]["condition_dropout"] == 0.3
+
+
+def test_eval_of_a_class_conditional_model_conditions_on_the_labels(runs, capsys):
+    """`discdiff eval` on labelled data reports -log p(x | c), as training-time validation does."""
+    assert main(["eval", "--model", str(runs["dropped"]), "--data", runs["labelled"], "--draws", "2",
+                 "--objective", "t_dce"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["results"]["t_dce"]["estimator"] == "t_dce_conditional"
 
 
 def test_an_sft_model_answers_after_its_prompt(runs, capsys):

@@ -118,3 +118,40 @@ def test_init_from_starts_a_new_run_from_matching_weights_and_names_a_mismatch(t
     second.close()
     with pytest.raises(ValueError, match=r"architecture differs from this config's \(d_model 32 vs 64"):
         _trainer(tmp_path / "c", _pairs(tmp_path), "data.context=8", "model.d_model=64", f"init_from={source}")
+
+
+def test_prompt_dropout_shows_dropped_prompts_as_mask_at_its_rate(tmp_path):
+    """condition_dropout on pairs: a dropped row's prompt is all MASK in the model's input (LLaDA's unconditional
+    branch), a kept row's prompt is clean, and rows are dropped at the configured rate. Refused by the old code."""
+    trainer = _trainer(tmp_path, _pairs(tmp_path), "data.context=8", "steps=1", "condition_dropout=0.5",
+                       "batch_size=32")
+    mask_id = trainer.diffusion.graph.mask_id
+    seen, model = [], trainer.forward_model
+
+    def spy(x_t, sigma_bar, padding_mask=None):
+        seen.append(x_t.clone())
+        return model(x_t, sigma_bar, padding_mask=padding_mask)
+
+    trainer.forward_model = spy
+    dropped_rows = 0
+    for _ in range(8):
+        batch = next(iter(trainer.loader))
+        seen.clear()
+        trainer.train_step(batch)
+        x_t, prompt = torch.cat(seen), ~batch.loss_mask
+        hidden = (x_t == mask_id) & prompt
+        dropped = hidden.any(1)
+        assert torch.equal(hidden[dropped], prompt[dropped])  # the whole prompt, never part of it
+        assert torch.equal(x_t[~dropped][prompt[~dropped]], batch.tokens[~dropped][prompt[~dropped]])
+        dropped_rows += int(dropped.sum())
+    assert abs(dropped_rows / (8 * 32) - 0.5) < 0.12  # 256 rows at p = 0.5: 4 standard errors
+    trainer.close()
+
+
+UNIFORM = ("diffusion.graph=uniform", "diffusion.objective=score_entropy", "diffusion.parameterization=score")
+
+
+@pytest.mark.parametrize("extra", [("diffusion.kind=ar",), UNIFORM, ("model.block_size=4",)])
+def test_prompt_dropout_needs_a_masked_full_sequence_model(tmp_path, extra):
+    with pytest.raises(ValueError, match="masks the dropped prompt"):
+        _trainer(tmp_path, _pairs(tmp_path), "data.context=8", "condition_dropout=0.2", *extra)

@@ -13,7 +13,7 @@ const FIELDS = ["length", "steps", "num_samples", "seed", "temperature", "top_k"
 const INTEGER = new Set(["length", "steps", "num_samples", "seed", "top_k", "block_length"]);
 
 const demo = { info: null, events: [], frames: [], shown: -1, streaming: false, controller: null, final: null,
-  rows: [], known: null, length: 0, numSamples: 0 };
+  rows: [], known: null, knownRows: null, length: 0, numSamples: 0, prompts: null, perPrompt: 1 };
 window.discdiffDemo = demo;
 
 function setStatus(status, text) {
@@ -90,6 +90,15 @@ function readForm() {
   }
   if (demo.info.modality === "image") delete body.template;
   if (demo.info.labels) body.label = Number.parseInt($("label").value, 10);
+  // several prompts, one per line: one batch, rows grouped by prompt (num_samples rows each)
+  const lines = $("prompts").value.split("\n").map((l) => l.replace(/\r$/, "")).filter((l) => l.length);
+  demo.prompts = lines.length && demo.info.modality !== "image" ? lines : null;
+  demo.perPrompt = body.num_samples || 1;
+  if (demo.prompts) {
+    body.prompts = demo.prompts;
+    delete body.template;
+    body.length ??= demo.info.limits.max_length;
+  }
   return body;
 }
 
@@ -159,6 +168,7 @@ function onEvent(kind, data) {
     demo.length = data.length;
     demo.numSamples = data.num_samples;
     demo.known = data.known;
+    demo.knownRows = data.known_rows ?? null;  // per row: several prompts of different lengths
     const state = new Int32Array(data.state.flat());
     demo.frames.push({ state, step: 0, nfe: 0, elapsed: 0, masked: data.masked, changes: [] });
     demo.totalSteps = data.total_steps ?? data.steps;  // a block model: steps per block x blocks
@@ -242,6 +252,7 @@ function buildRows() {
     }
     const div = document.createElement("div");
     div.className = "row seq" + (["protein", "dna"].includes(demo.info.modality) ? " residues" : "");
+    div.title = rowTitle(r);
     const spans = [];
     for (let p = 0; p < demo.length; p++) {
       const s = document.createElement("span");
@@ -253,10 +264,10 @@ function buildRows() {
   }
 }
 
-function tokenClass(id, p) {
+function tokenClass(id, p, r) {
   const info = demo.info;
   const classes = [];
-  if (demo.known[p]) classes.push("known");
+  if (demo.knownRows ? demo.knownRows[r][p] : demo.known[p]) classes.push("known");
   if (id === info.mask_id) return [...classes, "mask"].join(" ");
   if (info.special_ids.includes(id)) classes.push("special");
   const text = info.tokens[id];
@@ -285,7 +296,7 @@ function draw(index) {
       if (row.ids[p] !== id) {
         row.ids[p] = id;
         span.textContent = tokenText(id);
-        span.className = tokenClass(id, p);
+        span.className = tokenClass(id, p, r);
       }
       span.classList.toggle("fresh", fresh.has(offset + p));
     }
@@ -337,6 +348,12 @@ function drawChart(index) {
   ctx.fillText(demo.info.mask_id === null ? "tokens changed per step" : "masked tokens, by step", 8, 12);
 }
 
+function rowTitle(r) {
+  if (!demo.prompts) return `sample ${r + 1}`;
+  const k = Math.floor(r / demo.perPrompt);
+  return `prompt ${k + 1} (${JSON.stringify(demo.prompts[k])}) · sample ${(r % demo.perPrompt) + 1}`;
+}
+
 function showFinal(f) {
   const out = $("final");
   out.replaceChildren();
@@ -345,7 +362,7 @@ function showFinal(f) {
     const div = document.createElement("div");
     div.className = "row";
     const h = document.createElement("h3");
-    h.textContent = `sample ${r + 1} · ${f.nfe_per_row[r]} model calls · seed ${f.seed}`;
+    h.textContent = `${rowTitle(r)} · ${f.nfe_per_row[r]} model calls · seed ${f.seed}`;
     const pre = document.createElement("pre");
     pre.className = "final-text";
     pre.textContent = text;
@@ -373,8 +390,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("delay").addEventListener("input", () => {
     $("delay-label").textContent = $("delay").value === "0" ? "as fast as it comes" : `${$("delay").value} ms`;
   });
-  $("template").addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("controls").requestSubmit();
-  });
+  for (const id of ["template", "prompts"]) {
+    $(id).addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("controls").requestSubmit();
+    });
+  }
   init().catch((err) => { showError(`could not load the model info: ${err.message}`); setStatus("error"); });
 });
