@@ -11,8 +11,8 @@ the absorbing graph with its own mask token (discdiff/hf/masked_lm.py), for ever
 Importing this package does not import transformers; ``from_transformers`` does, when called.
 """
 
-from .load import from_transformers
+from .load import from_transformers, load_pretrained
 from .masked_lm import MaskedLMDenoiser, TokenMap
 from .tokenizer import MappedTokenizer
 
-__all__ = ["MappedTokenizer", "MaskedLMDenoiser", "TokenMap", "from_transformers"]
+__all__ = ["MappedTokenizer", "MaskedLMDenoiser", "TokenMap", "from_transformers", "load_pretrained"]

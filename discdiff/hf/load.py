@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -19,7 +20,7 @@ import discdiff as dd
 from .masked_lm import MaskedLMDenoiser, TokenMap
 from .tokenizer import MappedTokenizer
 
-__all__ = ["from_transformers"]
+__all__ = ["from_transformers", "load_pretrained"]
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model")
 _CONFIG_SPECIALS = ("pad_token_id", "bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id")
@@ -35,8 +36,9 @@ def from_transformers(model_or_path, tokenizer=None, *, mask_token_id: int | Non
         tokenizer: a transformers tokenizer; None: the one stored beside the model (a directory with tokenizer
             files, a Hub name), else none (ids only).
         mask_token_id: the model's mask id if neither tokenizer nor config names it (they must agree).
-        suppress: "special" (default): the tokenizer's special tokens, ids past its end and the config's
-            pad / bos / eos / cls / sep ids are never predicted; "none": nothing suppressed; or HF ids.
+        suppress: "special" (default): the tokenizer's special tokens but [UNK] (text can contain it), ids
+            past its end and the config's pad / bos / eos / cls / sep ids are never predicted; "none":
+            nothing suppressed; or a list of HF ids.
         schedule: the noise schedule (default ``dd.LogLinear()``, MDLM's); a discdiff model exported to
             transformers keeps its own diffusion section instead.
 
@@ -63,6 +65,27 @@ def from_transformers(model_or_path, tokenizer=None, *, mask_token_id: int | Non
 
     mapped = MappedTokenizer(tokenizer, token_map) if tokenizer is not None else _own_tokenizer(source, hf_model)
     return Pretrained(denoiser, diffusion, mapped, config, Path(source) if _is_dir(source) else None)
+
+
+def load_pretrained(path, device="cpu"):
+    """What ``--model`` names on the command line: ``hf:NAME`` (a Hub name or directory for transformers),
+    a transformers masked-LM directory (config.json without discdiff's ``format``), or else anything
+    ``discdiff.training.from_pretrained`` loads (pretrained, run and checkpoint directories, verified).
+    Imports transformers only for the first two."""
+    text = str(path)
+    if text.startswith("hf:"):
+        return from_transformers(text[3:], device=device)
+    config_file = Path(path) / "config.json"
+    if config_file.is_file():
+        try:
+            config = json.loads(config_file.read_text())
+        except (ValueError, UnicodeDecodeError):
+            config = None  # from_pretrained names the damaged file
+        if isinstance(config, dict) and "format" not in config and "model_type" in config:
+            return from_transformers(Path(path), device=device)
+    from discdiff.training import from_pretrained
+
+    return from_pretrained(path, device=device)
 
 
 def _is_dir(source) -> bool:
@@ -119,6 +142,7 @@ def _suppressed(suppress, hf_model, tokenizer, token_map: TokenMap) -> list[int]
         if tokenizer is not None:
             ids |= set(getattr(tokenizer, "all_special_ids", ()))
             ids |= set(range(len(tokenizer), token_map.hf_size))  # rows past the tokenizer's end
+            ids.discard(getattr(tokenizer, "unk_token_id", None))  # tokenized text can hold [UNK]: keep it
         return sorted(i for i in ids if isinstance(i, int) and 0 <= i < token_map.hf_size)
     return [int(i) for i in suppress]
 

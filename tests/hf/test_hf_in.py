@@ -39,7 +39,7 @@ def test_logits_are_the_networks_with_mask_and_specials_removed(bert, wrapped):
     with torch.no_grad():
         out = wrapped.model(x_dd)
         raw = model(input_ids=x_hf).logits
-    special = {0, 1, 2, 3, *range(len(WORDS), BERT_SIZE)}  # PAD UNK CLS SEP and rows past the tokenizer
+    special = {0, 2, 3, *range(len(WORDS), BERT_SIZE)}  # PAD CLS SEP and rows past the tokenizer (UNK kept)
     for d in range(BERT_SIZE - 1):
         h = d if d < HF_MASK else d + 1
         expected = torch.full_like(raw[..., h], NEG_INF) if h in special else raw[..., h]
@@ -50,7 +50,7 @@ def test_logits_are_the_networks_with_mask_and_specials_removed(bert, wrapped):
 def test_one_token_likelihood_is_the_networks_prediction_at_mask(bert, wrapped):
     """Exact answer: for L = 1, k-DCE is deterministic and equals -log p(x0 | [MASK]) over the allowed tokens."""
     model, tokenizer = bert
-    allowed = [h for h in range(BERT_SIZE) if h not in (0, 1, 2, 3, HF_MASK) and h < len(WORDS)]
+    allowed = [h for h in range(BERT_SIZE) if h not in (0, 2, 3, HF_MASK) and h < len(WORDS)]
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([[HF_MASK]])).logits[0, 0, allowed]
     log_probs = torch.log_softmax(logits.double(), -1)
