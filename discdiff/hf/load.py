@@ -27,7 +27,8 @@ _CONFIG_SPECIALS = ("pad_token_id", "bos_token_id", "eos_token_id", "cls_token_i
 
 
 def from_transformers(model_or_path, tokenizer=None, *, mask_token_id: int | None = None, suppress="special",
-                      schedule: dd.Schedule | None = None, device="cpu", **model_kwargs):
+                      schedule: dd.Schedule | None = None, shift_logits: bool = False, device="cpu",
+                      **model_kwargs):
     """Wrap a masked LM as a discdiff denoiser: ``Pretrained(model, diffusion, tokenizer, config, source)``.
 
     Args:
@@ -41,6 +42,7 @@ def from_transformers(model_or_path, tokenizer=None, *, mask_token_id: int | Non
             nothing suppressed; or a list of HF ids.
         schedule: the noise schedule (default ``dd.LogLinear()``, MDLM's); a discdiff model exported to
             transformers keeps its own diffusion section instead.
+        shift_logits: True for AR-adapted diffusion LMs (Dream) whose logits at i - 1 predict token i.
 
     Returns a ``discdiff.training.Pretrained`` whose token ids are discdiff's (``TokenMap``: the mask token
     moved last); ``tokenizer`` (a ``MappedTokenizer``) encodes and decodes in those ids.
@@ -58,7 +60,8 @@ def from_transformers(model_or_path, tokenizer=None, *, mask_token_id: int | Non
         tokenizer = transformers.AutoTokenizer.from_pretrained(source)
     name = str(source or getattr(hf_model, "name_or_path", "") or type(hf_model).__name__)
     token_map = TokenMap(_input_size(hf_model, name), _mask_id(hf_model, tokenizer, mask_token_id, name))
-    denoiser = MaskedLMDenoiser(hf_model, token_map, _suppressed(suppress, hf_model, tokenizer, token_map))
+    suppressed = _suppressed(suppress, hf_model, tokenizer, token_map)
+    denoiser = MaskedLMDenoiser(hf_model, token_map, suppressed, shift_logits=shift_logits)
     denoiser.to(device).eval()
     config, diffusion = _diffusion(hf_model, token_map, schedule, name)
     from discdiff.training.recipe import Pretrained
@@ -109,7 +112,10 @@ def _own_tokenizer(source, hf_model):
 
 
 def _input_size(hf_model, name: str) -> int:
-    embeddings = hf_model.get_input_embeddings() if hasattr(hf_model, "get_input_embeddings") else None
+    try:  # remote-code models may not implement it (transformers' default raises NotImplementedError)
+        embeddings = hf_model.get_input_embeddings()
+    except (AttributeError, NotImplementedError):
+        embeddings = None
     size = getattr(embeddings, "num_embeddings", None) or getattr(hf_model.config, "vocab_size", None)
     if not isinstance(size, int) or size < 2:
         raise ValueError(f"{name}: cannot tell the model's vocabulary size (no input embeddings, no config.vocab_size)")

@@ -78,16 +78,20 @@ class MaskedLMDenoiser(nn.Module):
             ids the map covers (a narrower head leaves the missing ids suppressed).
         token_map: the ``TokenMap`` of its vocabulary and mask token.
         suppressed_hf_ids: HF ids never predicted (their logit set to ``NEG_INF``; finite, as DESIGN asks).
+        shift_logits: the network is an AR-adapted diffusion LM (Dream) whose logits at position i - 1 predict
+            token i: ``logits[:, i] := logits[:, i - 1]`` for i >= 1 (position 0 keeps its own; Dream's code
+            requires that position, its BOS, to be unmasked).
 
     Time-free (``time_free = True``) unless the network takes ``sigma_bar`` itself (a discdiff model exported
     to transformers), in which case it gets it and the network's own declaration holds. ``padding_mask``
     becomes the HF ``attention_mask``.
     """
 
-    def __init__(self, hf_model: nn.Module, token_map: TokenMap, suppressed_hf_ids=()):
+    def __init__(self, hf_model: nn.Module, token_map: TokenMap, suppressed_hf_ids=(), shift_logits: bool = False):
         super().__init__()
         self.hf_model = hf_model
         self.token_map = token_map
+        self.shift_logits = bool(shift_logits)
         params = _forward_params(hf_model)
         self._passes_sigma = "sigma_bar" in params
         self.time_free = bool(is_time_free(hf_model)) if self._passes_sigma else True
@@ -115,6 +119,8 @@ class MaskedLMDenoiser(nn.Module):
             kwargs["sigma_bar"] = sigma_bar
         out = self.hf_model(input_ids=self.to_hf[x_t], **kwargs)
         logits = (out if isinstance(out, Tensor) else out.logits).float()  # (B, L, W)
+        if self.shift_logits:
+            logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)  # (B, L, W): row i from position i - 1
         width = self.token_map.hf_size
         if logits.shape[-1] < width:  # a head narrower than the input vocabulary: the rest is never predicted
             logits = F.pad(logits, (0, width - logits.shape[-1]), value=NEG_INF)

@@ -152,3 +152,14 @@ def dd_config(**kwargs):
     from discdiff.training import DiffusionConfig
 
     return DiffusionConfig(**kwargs)
+
+
+def test_shifted_logits_read_position_i_from_i_minus_1(bert):
+    """Dream-style (AR-adapted) models: the prediction for token i sits at position i - 1."""
+    model, tokenizer = bert
+    pre = dh.from_transformers(model, tokenizer, shift_logits=True, suppress="none")
+    x_dd = torch.tensor([pre.tokenizer.encode("the cat sat a b")])
+    with torch.no_grad():
+        out = pre.model(x_dd)[..., :-1]
+        raw = model(input_ids=pre.model.token_map.to_hf[x_dd]).logits[..., pre.model.token_map.to_hf[:-1]]
+    assert torch.equal(out[:, 1:], raw[:, :-1]) and torch.equal(out[:, 0], raw[:, 0])
