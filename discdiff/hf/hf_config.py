@@ -11,7 +11,10 @@ This module imports transformers (its light configuration layer only): it is imp
 from __future__ import annotations
 
 from huggingface_hub.dataclasses import strict
-from transformers import AutoConfig, PretrainedConfig
+
+# the defining modules, not the lazy `transformers` namespace: this runs from inside an import hook
+from transformers.configuration_utils import PretrainedConfig
+from transformers.models.auto.configuration_auto import AutoConfig
 
 __all__ = ["MODEL_TYPE", "DiscdiffConfig", "register_config"]
 

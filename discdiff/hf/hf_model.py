@@ -17,7 +17,10 @@ so the loaded model is itself a discdiff model (``Diffusion.sample(model, ...)``
 from __future__ import annotations
 
 import torch
-from transformers import AutoModel, AutoModelForMaskedLM, PreTrainedModel
+
+# the defining modules, not the lazy `transformers` namespace: this runs from inside an import hook
+from transformers.modeling_utils import PreTrainedModel
+from transformers.models.auto.modeling_auto import AutoModel, AutoModelForMaskedLM
 
 from discdiff.nn.layers import rotary_table
 

@@ -64,3 +64,13 @@ def test_a_directory_saved_before_these_keys_still_loads(tmp_path):
     pre = from_pretrained(tmp_path / "m")
     x_t = torch.randint(0, 8, (2, 16))
     assert torch.equal(pre.model(x_t), native(x_t))
+
+
+def test_transformers_own_save_and_reload_keeps_the_logits(tmp_path):
+    """model.save_pretrained / push_to_hub from the loaded model: transformers' layout, same network."""
+    native = save_tiny(tmp_path / "m", ModelConfig(**TINY, tie_weights=True, num_classes=2))
+    transformers.AutoModel.from_pretrained(tmp_path / "m").save_pretrained(tmp_path / "hf")
+    again = transformers.AutoModel.from_pretrained(tmp_path / "hf")
+    x_t, label = torch.randint(0, 8, (2, 16)), torch.tensor([1, 2])
+    with torch.no_grad():
+        assert torch.equal(again(x_t, label=label), native(x_t, label=label))
