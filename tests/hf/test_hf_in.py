@@ -163,3 +163,16 @@ def test_shifted_logits_read_position_i_from_i_minus_1(bert):
         out = pre.model(x_dd)[..., :-1]
         raw = model(input_ids=pre.model.token_map.to_hf[x_dd]).logits[..., pre.model.token_map.to_hf[:-1]]
     assert torch.equal(out[:, 1:], raw[:, :-1]) and torch.equal(out[:, 0], raw[:, 0])
+
+
+@pytest.mark.parametrize("kind", ["block", "labels", "score"])
+def test_exported_models_that_are_no_plain_masked_lm_are_refused(tmp_path, kind):
+    from discdiff.training import DiffusionConfig
+
+    model_cfg = {"block": ModelConfig(d_model=16, n_layers=1, n_heads=2, block_size=4),
+                 "labels": ModelConfig(d_model=16, n_layers=1, n_heads=2, num_classes=2),
+                 "score": ModelConfig(d_model=16, n_layers=1, n_heads=2, time_conditioning=True)}[kind]
+    diffusion = DiffusionConfig(parameterization="score") if kind == "score" else None
+    save_tiny(tmp_path / "m", model_cfg, diffusion)
+    with pytest.raises(ValueError, match="discdiff.training.from_pretrained"):
+        dh.from_transformers(tmp_path / "m")
