@@ -18,6 +18,12 @@ from .schedules import Cosine, Geometric, Linear, LogLinear, Noise, Schedule
 
 __version__ = "0.1.0"
 
+# transformers' AutoConfig / AutoModel learn model_type "discdiff" when transformers' Auto layer loads
+# (discdiff/hf_hook.py): `import discdiff` itself never imports transformers.
+from .hf_hook import install as _install_transformers_hook  # noqa: E402
+
+_install_transformers_hook()
+
 __all__ = [
     "Absorbing",
     "Autoregressive",

@@ -157,7 +157,7 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
 
 def _eval(args) -> int:
     from discdiff.evaluation import evaluate, load_eval_data
-    from discdiff.training import from_pretrained
+    from discdiff.hf import load_pretrained as from_pretrained  # discdiff and transformers masked-LM dirs
 
     pre = from_pretrained(args.model, device=args.device)
     _check_same_tokenizer(pre.tokenizer, Path(args.data))

@@ -169,7 +169,7 @@ def _block_options(args, pre) -> dict:
 def run(args) -> int:
     import torch
 
-    from discdiff.training import from_pretrained
+    from discdiff.hf import load_pretrained as from_pretrained  # discdiff and transformers masked-LM dirs
 
     _check_output_file(args.out)
     pre = from_pretrained(args.model, device=args.device)

@@ -20,9 +20,10 @@ FLOORS = {
     "training": 1,
     "evaluation": 1,
     "serve": 2,
+    "hf": 2,  # transformers in and out: builds on training (configs, Pretrained); imports transformers lazily
     "cli": 3,
 }
-UPPER_ROOMS = {"data", "training", "evaluation", "serve"}
+UPPER_ROOMS = {"data", "training", "evaluation", "serve", "hf"}
 LEAVES = {"seeding"}
 
 

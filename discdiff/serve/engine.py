@@ -114,7 +114,7 @@ class Engine:
     @classmethod
     def load(cls, checkpoint: str | Path, limits: Limits | None = None, device: str = "cpu") -> Engine:
         """Rebuild a ``save_pretrained`` directory (or a run directory holding pretrained/)."""
-        from discdiff.training import from_pretrained
+        from discdiff.hf import load_pretrained as from_pretrained  # discdiff and transformers masked-LM dirs
 
         path = Path(checkpoint)
         if (path / "pretrained" / "config.json").is_file():

@@ -153,7 +153,9 @@ def save_pretrained(directory, model: nn.Module, *, model_cfg: ModelConfig, diff
             diffusion[key] = f"{key}{source.suffix}"
             writer.write(diffusion[key], source.read_bytes())
     config = {"format": "discdiff-pretrained", "version": 1, "vocab_size": vocab_size, "context": context,
-              "model": vars(model_cfg), "diffusion": diffusion}
+              "model": vars(model_cfg), "diffusion": diffusion,
+              # transformers' AutoConfig / AutoModel read these two (discdiff.hf registers the classes)
+              "model_type": "discdiff", "architectures": ["DiscdiffModel"]}
     if conditioning is not None:  # labels, their names, condition dropout: what sampling checks against
         config["conditioning"] = conditioning
     if records is not None:

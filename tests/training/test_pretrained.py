@@ -88,7 +88,8 @@ def test_damaged_pretrained_directories_are_refused_naming_the_file(tiny, tmp_pa
 def test_pretrained_config_holds_only_what_is_read(tiny, tmp_path):
     Trainer(tiny("steps=1")).fit()
     config = json.loads((tmp_path / "pretrained" / "config.json").read_text())
-    assert set(config) == {"format", "version", "vocab_size", "context", "model", "diffusion"}
+    assert set(config) == {"format", "version", "vocab_size", "context", "model", "diffusion",
+                           "model_type", "architectures"}  # the last two: transformers' AutoConfig / AutoModel
     manifest = json.loads((tmp_path / "pretrained" / "manifest.json").read_text())
     assert sorted(manifest["files"]) == ["config.json", "model.safetensors"]
 

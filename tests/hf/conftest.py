@@ -1,0 +1,3 @@
+import pytest
+
+pytest.importorskip("transformers")  # the optional `hf` extra (installed with `dev`)
