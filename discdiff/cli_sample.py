@@ -13,7 +13,8 @@ __all__ = ["DESCRIPTION", "DEVICE_HELP", "HELP", "MODEL_HELP", "add_arguments", 
 
 HELP = "draw samples from a trained model (unconditional, from a prompt, or infilling)"
 
-MODEL_HELP = "a run directory (its pretrained/), a save_pretrained directory or a checkpoint directory"
+MODEL_HELP = ("a run directory (its pretrained/), a save_pretrained directory, a checkpoint directory, or a "
+              "transformers masked-LM directory or hf:NAME (docs/hf.md)")
 DEVICE_HELP = "cpu, cuda, cuda:1, mps, or auto (cuda if there is a GPU, else cpu); checked before loading"
 
 DESCRIPTION = """Draw sequences from a trained model; print them, or write JSON lines with --out.

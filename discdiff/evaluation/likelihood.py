@@ -80,6 +80,11 @@ __all__ = [
 LN2 = math.log(2.0)
 
 
+def _exp(nats: float) -> float:
+    """exp that reports inf past float range (a model that puts ~0 mass on the data), never OverflowError."""
+    return math.exp(nats) if nats < 709.0 else math.inf
+
+
 @dataclass(frozen=True)
 class LikelihoodResult:
     """One estimator on one evaluation set: per-sequence values and everything derived from them.
@@ -140,12 +145,12 @@ class LikelihoodResult:
 
     @property
     def perplexity(self) -> float:
-        return math.exp(self.nats_per_token)
+        return _exp(self.nats_per_token)
 
     @property
     def ci_perplexity(self) -> Interval:
         lo, hi = self.ci_nats_per_token
-        return Interval(math.exp(lo), math.exp(hi))
+        return Interval(_exp(lo), _exp(hi))
 
     @property
     def nats_per_sequence(self) -> float:

@@ -200,3 +200,15 @@ def test_padded_evaluation_is_blind_to_pad_tokens_like_training():
     a = diffusion_nll(model, diff, [(x0, mask)], "t_dce", num_draws=3)
     b = diffusion_nll(model, diff, [(torch.where(mask, x0, (x0 + 2) % 7), mask)], "t_dce", num_draws=3)
     assert torch.allclose(a.per_sequence, b.per_sequence, atol=1e-6)
+
+
+def test_a_model_with_no_mass_on_the_data_reports_infinite_perplexity_not_an_overflow():
+    """A wrapped masked LM that suppresses a token the data holds scores ~1e9 nats: perplexity is inf, the
+    bits per token stay finite (reported), and nothing raises OverflowError."""
+    from discdiff.evaluation.likelihood import LikelihoodResult
+
+    per_sequence = torch.tensor([1e9, 2e9], dtype=torch.float64)
+    result = LikelihoodResult("t_dce", False, per_sequence, torch.tensor([4, 4]), torch.zeros(2), 1, "h")
+    assert result.perplexity == math.inf and math.isinf(result.ci_perplexity.high)
+    assert math.isfinite(result.bits_per_token)
+    assert "perplexity" in result.to_dict()
