@@ -66,6 +66,7 @@ def test_watch_an_infill_in_the_browser(browser, trained_text_engine, tmp_path):
         page.goto(f"http://{host}:{port}/")
         page.wait_for_selector("body[data-status=idle]", timeout=10_000)
         assert "shakespeare-tiny · text" in page.text_content("#model-info")
+        assert not page.is_visible("#label-field")  # an unlabelled model shows no Class picker
 
         _generate(page, TEMPLATE, "ancestral", steps=24, delay_ms=30, samples=2)
         page.wait_for_selector("body[data-status=running]", timeout=10_000)

@@ -362,7 +362,7 @@ function showFinal(f) {
     const div = document.createElement("div");
     div.className = "row";
     const h = document.createElement("h3");
-    h.textContent = `${rowTitle(r)} · ${f.nfe_per_row[r]} model calls · seed ${f.seed}`;
+    h.textContent = `${rowTitle(r)} · ${f.nfe_per_row[r]} model calls · seed ${f.seed}, row ${r}`;
     const pre = document.createElement("pre");
     pre.className = "final-text";
     pre.textContent = text;
