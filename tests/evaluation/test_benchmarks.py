@@ -59,3 +59,21 @@ def test_quick_block_diffusion_benchmark_end_to_end(tmp_path):
     assert set(saved["rows"]) == {"speed", "train", "likelihood"} and saved["meta"]["train_ratios"]
     table = (tmp_path / "bd" / "block_diffusion.md").read_text()
     assert "s / step" in table and "vs AR (ratio)" in table and "k_dce" in table
+
+
+@pytest.mark.slow
+def test_quick_budget_and_ar_to_blocks_benchmarks_end_to_end(tmp_path):
+    out = tmp_path / "budgets"
+    _load("likelihood_budgets").main(["--quick", "--corpora", "synthetic", "--kinds", "masked-tdce", "ar",
+                                      "--models-dir", str(tmp_path / "m"), "--out", str(out)])
+    rows = [json.loads(line) for line in (out / "budgets.jsonl").read_text().splitlines()]
+    assert sorted({(r["budget_s"], r["kind"]) for r in rows}) == [(0.3, "ar"), (0.3, "masked-tdce"),
+                                                                   (0.6, "ar"), (0.6, "masked-tdce")]
+    assert all(r["vs_ar"]["ratio"] > 0 for r in rows if r["kind"] != "ar")
+    assert "ratio to AR" in (out / "budgets.md").read_text()
+
+    _load("ar_to_blocks").main(["--quick", "--data", "synthetic", "--runs-dir", str(tmp_path / "r"),
+                                "--out", str(tmp_path / "a2b")])
+    result = json.loads((tmp_path / "a2b" / "ar_to_blocks.json").read_text())
+    assert [s for s, _ in result["scratch"]["curve"]] == [4, 8] == [s for s, _ in result["from_ar"]["curve"]]
+    assert result["target_bits"] == result["scratch"]["curve"][-1][1]
