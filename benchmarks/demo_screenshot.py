@@ -45,6 +45,7 @@ def main() -> None:
     p.add_argument("--sampler", default="ancestral")
     p.add_argument("--steps", type=int, default=64)
     p.add_argument("--samples", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--at", type=float, default=0.5, help="where the trajectory slider stands, 0..1")
     args = p.parse_args()
     if not CHROMIUM.exists():
@@ -65,6 +66,7 @@ def main() -> None:
         page.fill("#length", "")
         page.select_option("#sampler", args.sampler)
         page.fill("#steps", str(args.steps))
+        page.fill("#seed", str(args.seed))
         page.click("#start")
         page.wait_for_function("() => ['done', 'error'].includes(document.body.dataset.status)", timeout=300_000)
         if page.evaluate("() => document.body.dataset.status") == "error":

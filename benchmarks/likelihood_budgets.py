@@ -119,6 +119,9 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
         axes[1][col].axhline(1.15, color="tab:gray", ls="--", lw=1, label="target 1.15")
         for row, ylabel in ((0, "bits per token"), (1, "diffusion bound / AR NLL")):
             axes[row][col].set_xscale("log")
+            budgets = sorted({r["budget_s"] for r in sub})
+            axes[row][col].set_xticks(budgets, [f"{b:g}" for b in budgets])
+            axes[row][col].minorticks_off()
             axes[row][col].set_xlabel("training budget, CPU seconds")
             axes[row][col].set_ylabel(ylabel)
             axes[row][col].legend(fontsize=7)
