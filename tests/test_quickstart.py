@@ -31,7 +31,7 @@ def test_no_network_for_the_download_is_one_line(monkeypatch, tmp_path, capsys):
 
 def test_the_preset_is_a_fixed_amount_of_work(tmp_path):
     cfg = qs.quickstart_config(tmp_path / "data", tmp_path / "out")
-    assert (cfg.steps, cfg.batch_size, cfg.data.context, cfg.model.d_model, cfg.model.n_layers) == (1500, 32, 128,
+    assert (cfg.steps, cfg.batch_size, cfg.data.context, cfg.model.d_model, cfg.model.n_layers) == (2000, 32, 128,
                                                                                                       128, 4)
     assert cfg.seed == 0 and cfg.threads == 2 and cfg.data.train == str(tmp_path / "data")
     assert qs.quickstart_config(tmp_path, tmp_path, ["steps=7"]).steps == 7
