@@ -40,7 +40,7 @@ from torch import Tensor
 from . import losses
 from .diffusion import Diffusion
 from .graphs import Graph
-from .model_call import accepts_label, accepts_padding_mask, is_time_free, unwrap_model
+from .model_call import accepts_label, accepts_padding_mask, is_time_free, num_classes, unwrap_model
 from .parameterization import Parameterization
 from .row_random import resolve_generator
 from .sampling import (
@@ -128,12 +128,13 @@ class BlockDiffusion(Diffusion):
         pins known tokens (a prompt's whole blocks cost no model call; a partial block is pinned inside the
         first noised block). ``eos_id``: a row stops after the block holding its first EOS, and every token
         after that EOS is EOS. ``label``: class labels [num_samples] (or one int for all) of a class-conditional
-        block model. ``seeds``: one integer per row instead of ``generator`` (``Diffusion.sample``): row b's
+        block model; ``guidance`` w > 0 with ``label``: classifier-free guidance against the null label,
+        per position of each block (``discdiff.sampling.blocks.GuidedContext``). ``seeds``: one integer per
+        row instead of ``generator`` (``Diffusion.sample``): row b's
         sample is the same alone or in any batch. See ``discdiff.sampling.blocks.sample_blocks``.
         """
         self.check_model(model)
-        if guidance:
-            raise ValueError("classifier-free guidance is not available for block diffusion")
+        null_label = self._check_guidance(model, guidance, label, options)
         sampler = resolve_sampler(sampler, self.graph, self.parameterization)
         if not SAMPLERS[sampler].needs_mask:
             raise ValueError(f"inside a block, sample with ancestral, first_hitting or confidence, not {sampler!r}")
@@ -154,7 +155,27 @@ class BlockDiffusion(Diffusion):
         return sample_blocks(model, self.graph, self.schedule, self.block_size, num_samples, length, sampler,
                              split.loop, predictor_options, generator=generator, condition=condition,
                              device=device, callback=callback, eos_id=eos_id, kv_cache=kv_cache,
-                             label=_row_labels(label, num_samples, model, device))
+                             label=_row_labels(label, num_samples, model, device), guidance=guidance,
+                             null_label=null_label)
+
+    @staticmethod
+    def _check_guidance(model, guidance: float, label, options: dict) -> int | None:
+        """The null label guidance contrasts with (None without guidance); ValueError for what block models
+        cannot guide: a prompt alone (its dropped branch would need a cache of masked prompt blocks) or
+        ``guidance_mode="infill"``. Pops ``guidance_mode`` from ``options``."""
+        mode = options.pop("guidance_mode", "null")
+        if not guidance:
+            return None
+        if guidance < 0:
+            raise ValueError(f"guidance must be >= 0, got {guidance}")
+        if mode != "null" or label is None:
+            raise ValueError("block models are guided against the trained null label only: pass label= to a "
+                             "class-conditional block model (guidance_mode='null'); prompt and infill guidance "
+                             "are not available for block diffusion")
+        null = num_classes(model)
+        if null is None:
+            raise ValueError("guidance against the null label needs a model that declares num_classes")
+        return null
 
     def check_block_length(self, block_length) -> None:
         """Refuse the confidence sampler's ``block_length`` unless it is None or this model's ``block_size``:

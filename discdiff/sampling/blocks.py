@@ -36,7 +36,7 @@ from .memory import check_memory, sampling_memory
 from .options import SamplerOptions
 from .predictor import Predictor
 
-__all__ = ["KVCacheContext", "RecomputeContext", "make_context", "sample_blocks"]
+__all__ = ["GuidedContext", "KVCacheContext", "RecomputeContext", "make_context", "sample_blocks"]
 
 
 def _all_rows(rows: Tensor | None, num_rows: int) -> bool:
@@ -103,6 +103,36 @@ def make_context(model, num_rows: int, num_clean_states: int, kv_cache: bool | N
     return RecomputeContext(num_rows, num_clean_states, device)
 
 
+class GuidedContext:
+    """Classifier-free guidance against the trained null label, for block models: two contexts side by side,
+    the finished blocks under the rows' labels and under the null label, and per position of the noised block
+
+        guided = (1 + w) log p(x0^i | x_t^k, x^{<k}, c) - w log p(x0^i | x_t^k, x^{<k}, null)    [r, n, C]
+
+    (renormalised by the reader). Both branches see the same finished blocks (the guided draws), as in
+    ``Predictor``'s guidance for full-sequence models; the null branch keeps its own KV cache because the label
+    rides in the cached keys and values."""
+
+    def __init__(self, cond, uncond, weight: float, null_label: int, num_clean_states: int):
+        self.cond, self.uncond = cond, uncond
+        self.weight, self.null_label, self.num_clean_states = weight, null_label, num_clean_states
+
+    def logits(self, model, x: Tensor, sigma_bar: Tensor, rows: Tensor | None, label: Tensor | None = None) -> Tensor:
+        C = self.num_clean_states
+        cond = torch.log_softmax(self.cond.logits(model, x, sigma_bar, rows, label=label)[..., :C].float(), -1)
+        null = torch.full_like(label, self.null_label)
+        uncond = torch.log_softmax(self.uncond.logits(model, x, sigma_bar, rows, label=null)[..., :C].float(), -1)
+        return cond + self.weight * (cond - uncond)
+
+    def append(self, clean: Tensor, label: Tensor | None = None) -> None:
+        self.cond.append(clean, label)
+        self.uncond.append(clean, torch.full_like(label, self.null_label))
+
+    def keep(self, rows: Tensor) -> None:
+        self.cond.keep(rows)
+        self.uncond.keep(rows)
+
+
 class _Progress:
     """The full state [B, length] seen by ``record``: trajectory and callback, across blocks."""
 
@@ -161,13 +191,14 @@ def block_generator(generator, rows: Tensor, block: int):
 def sample_blocks(model, graph, schedule, block_size: int, num_samples: int, length: int, sampler: str,
                   opts: SamplerOptions, predictor_options: dict, *, generator=None, condition: Condition | None = None,
                   device=None, callback=None, eos_id: int | None = None, kv_cache: bool | None = None,
-                  label: Tensor | None = None) -> SampleOutput:
+                  label: Tensor | None = None, guidance: float = 0.0, null_label: int | None = None) -> SampleOutput:
     """Draw ``num_samples`` sequences of ``length`` tokens block by block (checked arguments: see
     ``BlockDiffusion.sample``). The last block is shorter when b does not divide ``length``. ``label`` [B]: the
-    rows' class labels; ``generator`` may be a ``RowGenerators`` (one per row: ``per_block`` seeds each row's
+    rows' class labels; ``guidance`` w > 0 contrasts them with ``null_label`` (``GuidedContext``); ``generator``
+    may be a ``RowGenerators`` (one per row: ``per_block`` seeds each row's
     blocks from it). Returns ``SampleOutput(samples [B, length], nfe, nfe_per_row, trajectory)``; nfe counts block
     predictions."""
-    check_memory(sampling_memory(num_samples, length, graph.num_states, steps=opts.steps, guidance=False,
+    check_memory(sampling_memory(num_samples, length, graph.num_states, steps=opts.steps, guidance=bool(guidance),
                                  trajectory_len=(opts.steps + 2) * -(-length // block_size) if opts.return_trajectory
                                  else 0), device)
     mask_id, C = graph.mask_id, graph.num_clean_states
@@ -176,6 +207,8 @@ def sample_blocks(model, graph, schedule, block_size: int, num_samples: int, len
     rows = torch.arange(num_samples, device=device)  # the rows still generating
     generator = per_block(generator, -(-length // block_size))
     context = make_context(model, num_samples, C, kv_cache, device)
+    if guidance:
+        context = GuidedContext(context, make_context(model, num_samples, C, kv_cache, device), guidance, null_label, C)
     nfe_per_row = torch.zeros(num_samples, dtype=torch.long, device=device)
     progress = _Progress(x, opts.return_trajectory, callback)
     with torch.no_grad():
