@@ -7,11 +7,13 @@ per-row seeds and reports, against the validation split's records that fit the c
   letters, EOS, then only EOS / PAD; ``discdiff.evaluation.validity.record_validity``);
 * length KS: the Kolmogorov-Smirnov statistic between the samples' body lengths and the validation ones.
 
-Modes: "plain" (today's sampler: every position generated), "eos" (BOS pinned, BOS / PAD never drawn, cut at
-the first EOS), "length_first" (lengths drawn from the training split, EOS pinned after them).
+Modes: "plain" (today's sampler: every position generated), "eos" (BOS pinned, BOS / PAD never drawn, the
+model places EOS), "support" ("eos" with predictions kept on the record format's support: no EOS before a
+letter, only EOS after one, records end inside the canvas; ``on_record_support``, what ``discdiff sample``
+does), "length_first" (lengths drawn from the training split, EOS pinned after them).
 
     python benchmarks/records.py --model before=runs/proteins_pad --model after=runs/proteins_eos \\
-        --data data/proteins --out docs/results/records/proteins --modes plain eos length_first
+        --data data/proteins --out docs/results/records/proteins --modes plain eos support length_first
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def main(argv=None) -> None:
     parser.add_argument("--model", action="append", required=True, metavar="NAME=DIR",
                         help="a trained model to measure (repeatable)")
     parser.add_argument("--data", required=True, help="the prepared corpus the models were trained on")
-    parser.add_argument("--modes", nargs="+", default=["plain", "eos", "length_first"])
+    parser.add_argument("--modes", nargs="+", default=["plain", "eos", "support", "length_first"])
     parser.add_argument("--num", type=int, default=200)
     parser.add_argument("--sampler", default="ancestral")
     parser.add_argument("--steps", type=int, default=128)

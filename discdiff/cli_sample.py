@@ -202,6 +202,7 @@ def _sample_diffusion(args, pre, length: int, rows: int, condition, fmt, label, 
         check_memory,
         default_sampler,
         default_sampler_reason,
+        on_record_support,
         sampler_options_from_args,
         sampling_memory,
         without_tokens,
@@ -226,7 +227,8 @@ def _sample_diffusion(args, pre, length: int, rows: int, condition, fmt, label, 
         lengths = _record_lengths(args, pre, fmt, rows, length)
         prompt = None if condition is None else condition.validate(rows, length, graph.num_clean_states)
         condition = fmt.condition(rows, length, lengths, prompt=prompt)
-        model = without_tokens(pre.model, fmt.specials if lengths is not None else fmt.inner_specials)
+        model = (without_tokens(pre.model, fmt.specials) if lengths is not None
+                 else on_record_support(pre.model, fmt, graph.mask_id))  # the model places EOS, on the format
     elif args.record_length is not None:
         _record_lengths(args, pre, fmt, rows, length)  # raises: not a record model
     # the memory guard before the per-row seeds: 10^8 rows must be refused at once, not after 10^8 generators

@@ -6,8 +6,11 @@ record tools of ``discdiff.sampling.records`` and ``discdiff.evaluation.validity
     stats = record_stats(out, fmt, record_letters(pre.tokenizer, pre.vocab_size), reference_lengths(...))
 
 Modes: "plain" (today's sampler: every position generated, nothing pinned, nothing excluded), "eos"
-(BOS pinned at 0, BOS / PAD never drawn; cut at the first EOS) and "length_first" (each row's body length
-given or drawn from ``length_counts``, EOS pinned after it, special tokens never drawn in the body).
+(BOS pinned at 0, BOS / PAD never drawn; the model places EOS, and a letter may follow it), "support" ("eos"
+with each prediction kept on the record format's support: no EOS before a letter, only EOS after an EOS,
+every record ending inside the canvas; ``on_record_support``; what ``discdiff sample`` does) and
+"length_first" (each row's body length given or drawn from ``length_counts``, EOS pinned after it, special
+tokens never drawn in the body).
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ import numpy as np
 import torch
 
 from discdiff.data.splits import open_split
-from discdiff.sampling.records import RecordFormat, draw_lengths, without_tokens
+from discdiff.sampling.records import RecordFormat, draw_lengths, on_record_support, without_tokens
 
 __all__ = ["MODES", "length_histogram", "record_format", "record_letters", "reference_lengths", "sample_records"]
 
-MODES = ("plain", "eos", "length_first")
+MODES = ("plain", "eos", "support", "length_first")
 
 
 def record_format(tokenizer) -> RecordFormat | None:
@@ -70,7 +73,10 @@ def sample_records(pre, num_samples: int, length: int, *, mode: str = "eos", bod
             draw = torch.Generator().manual_seed(int(seeds[0]) if seeds is not None else 0)
             body_lengths = draw_lengths(length_counts, num_samples, draw, longest=fmt.max_body(length))
         condition = fmt.condition(num_samples, length, body_lengths if mode == "length_first" else None)
-        model = without_tokens(pre.model, fmt.specials if mode == "length_first" else fmt.inner_specials)
+        if mode == "support":
+            model = on_record_support(pre.model, fmt, pre.diffusion.graph.mask_id)
+        else:
+            model = without_tokens(pre.model, fmt.specials if mode == "length_first" else fmt.inner_specials)
     device = next(pre.model.parameters()).device
     with torch.no_grad():
         out = pre.diffusion.sample(model, num_samples, length, condition=condition, seeds=seeds, generator=generator,

@@ -37,7 +37,7 @@ from .flags import add_sampler_arguments, check_request_option, sampler_options_
 from .memory import check_memory, sampling_memory
 from .options import OPTIONS, Option, SamplerOptions, check_option, split_options
 from .predictor import Predictor
-from .records import RecordFormat, draw_lengths, infill_rows, without_tokens
+from .records import RecordFormat, draw_lengths, infill_rows, on_record_support, without_tokens
 from .steps import denoise_step, euler_step, tau_leaping_step, time_grid, tweedie_step
 from .tau_leaping import TauLeaping
 from .tweedie import Tweedie
@@ -47,7 +47,7 @@ SAMPLERS: dict[str, Sampler] = {s.name: s for s in (Euler(), TauLeaping(), Tweed
 
 __all__ = [
     "NEG_INF", "OPTIONS", "SAMPLERS", "Condition", "Option", "Predictor", "RecordFormat", "RowGenerators",
-    "SampleOutput", "Sampler", "draw_lengths", "infill_rows", "without_tokens",
+    "SampleOutput", "Sampler", "draw_lengths", "infill_rows", "on_record_support", "without_tokens",
     "SamplerOptions", "add_sampler_arguments", "check_option", "check_request_option", "check_sample_size",
     "default_sampler",
     "default_sampler_reason", "denoise_step", "euler_step", "filter_logits", "infill_template", "resolve_sampler",

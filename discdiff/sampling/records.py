@@ -40,7 +40,7 @@ from torch import Tensor
 
 from .conditioning import Condition
 
-__all__ = ["RecordFormat", "draw_lengths", "infill_rows", "without_tokens"]
+__all__ = ["RecordFormat", "draw_lengths", "infill_rows", "on_record_support", "without_tokens"]
 
 #: the logit given to an excluded token (finite, as the numerics contract asks)
 _EXCLUDED = -1e9
@@ -157,6 +157,50 @@ def without_tokens(model, token_ids) -> object:
     def wrapped(x_t: Tensor, sigma_bar: Tensor) -> Tensor:
         out = model(x_t, sigma_bar)
         return out.index_fill(-1, ids.to(out.device), _EXCLUDED) if ids.numel() else out
+
+    wrapped.time_free = is_time_free(model)
+    wrapped.inner = model
+    return wrapped
+
+
+def on_record_support(model, fmt: RecordFormat, mask_id: int | None, must_end: bool = True) -> object:
+    """``model`` whose predictions at x_t put no mass outside the EOS-padded layout ``[BOS] letter+ EOS*``:
+
+        EOS excluded at i   when i is the first body position, or a body letter already stands at some j > i
+        only EOS at i       when an EOS already stands at some j < i, or (``must_end``) i is the canvas's last
+        BOS, PAD excluded   everywhere (BOS is pinned at 0)
+
+    Every excluded event has probability 0 under any law of well-formed records, so for an exact model this
+    changes nothing (tests/sampling/test_records.py); for a learned one it projects each position's prediction
+    onto the format's support, the way pinning BOS does, so a sample is one well-formed record unless the model
+    never places EOS within the canvas. The length stays the model's: the sampler still decides where EOS goes.
+    ``must_end`` (the default) asks every record to end inside the canvas, as records do when training drops
+    the ones that do not fit (``data.long_records=drop``); a model trained on cropped windows of long records
+    learned rows without EOS, which this truncates.
+    ``mask_id``: the graph's MASK id (None for graphs without one). Output [B, L, S], excluded entries at a large
+    negative finite value; time-freedom kept."""
+    from discdiff.model_call import is_time_free
+
+    specials = torch.tensor([fmt.eos_id, *fmt.inner_specials], dtype=torch.long)
+    inner = torch.tensor(fmt.inner_specials, dtype=torch.long)
+
+    def wrapped(x_t: Tensor, sigma_bar: Tensor) -> Tensor:
+        out = model(x_t, sigma_bar)
+        S = out.shape[-1]
+        clean = mask_id if mask_id is not None else S  # clean states are the ids below MASK (MASK last)
+        letter = ~torch.isin(x_t, specials.to(x_t.device)) & (x_t != (-1 if mask_id is None else mask_id))
+        is_eos = x_t == fmt.eos_id
+        letter_after = (letter.flip(-1).cumsum(-1).flip(-1) - letter.long()) > 0  # [B, L] a letter at some j > i
+        eos_before = (is_eos.cumsum(-1) - is_eos.long()) > 0  # [B, L] an EOS at some j < i
+        if must_end:
+            eos_before[:, -1] = True
+        no_eos = letter_after.clone()
+        no_eos[:, fmt.offset] = True
+        columns = torch.arange(S, device=out.device)
+        not_eos = (columns != fmt.eos_id) & (columns < clean)  # [S] the clean states other than EOS
+        out = out.masked_fill(no_eos[..., None] & (columns == fmt.eos_id), _EXCLUDED)
+        out = out.masked_fill(eos_before[..., None] & not_eos, _EXCLUDED)
+        return out.index_fill(-1, inner.to(out.device), _EXCLUDED) if inner.numel() else out
 
     wrapped.time_free = is_time_free(model)
     wrapped.inner = model

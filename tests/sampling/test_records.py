@@ -9,7 +9,7 @@ import torch
 import discdiff as dd
 from discdiff.evaluation.validity import image_validity, length_ks, record_stats, record_validity
 from discdiff.exact import ToyDistribution
-from discdiff.sampling.records import RecordFormat, draw_lengths, without_tokens
+from discdiff.sampling.records import RecordFormat, draw_lengths, on_record_support, without_tokens
 
 from .helpers import total_variation
 
@@ -77,6 +77,44 @@ def test_a_model_that_ignores_the_end_is_told_apart():
                                                              generator=torch.Generator().manual_seed(1))
     stats = record_stats(out.samples, FMT, (A, B), reference_lengths=FMT.body_lengths(TOY.sample(4000)))
     assert stats.validity < 0.3 and total_variation(out.samples, TOY.probs, 3) > 0.3
+
+
+@pytest.mark.parametrize("sampler,opts", [("ancestral", {"steps": 64}), ("first_hitting", {})])
+def test_the_record_support_changes_nothing_for_the_exact_model(sampler, opts):
+    """The excluded events have probability 0 under the record law: the exact model's samples keep its joint law,
+    and its predictions on reachable states are unchanged where they carry mass."""
+    g = dd.Absorbing(3)
+    model = on_record_support(TOY.denoiser_model(g), FMT, g.mask_id)
+    out = dd.Diffusion(g, dd.LogLinear(), "denoiser").sample(model, N, 4, sampler,
+                                                             generator=torch.Generator().manual_seed(5), **opts)
+    assert total_variation(out.samples, TOY.probs, 3) <= 0.03
+    x_t = torch.tensor([[0, 3, 3, 3], [0, 1, 3, 2], [3, 3, 1, 3], [0, 2, 3, 3]])  # 3 = MASK
+    plain = torch.softmax(TOY.denoiser_model(g)(x_t, torch.ones(4)).double()[..., :3], -1)
+    kept = torch.softmax(model(x_t, torch.ones(4)).double()[..., :3], -1)
+    torch.testing.assert_close(kept, plain, atol=1e-6, rtol=0)
+
+
+def test_the_record_support_makes_a_model_that_ignores_the_end_well_formed():
+    """The uniform model (validity < 0.3 plain) gives one well-formed record per row under the support, and its
+    lengths stay its own (every length 1-3 drawn), with one token per model call."""
+    g = dd.Absorbing(3)
+    flat = ToyDistribution(torch.full((81,), 1 / 81, dtype=torch.float64), vocab_size=3, length=4)
+    out = dd.Diffusion(g, dd.LogLinear(), "denoiser").sample(on_record_support(flat.denoiser_model(g), FMT, g.mask_id),
+                                                             4000, 4, "first_hitting",
+                                                             generator=torch.Generator().manual_seed(1))
+    assert record_validity(out.samples, FMT, (A, B)).all()
+    assert set(FMT.body_lengths(out.samples).tolist()) == {1, 2, 3}
+    fmt = RecordFormat(eos_id=2, bos_id=1, pad_id=0)  # with BOS and PAD: BOS, PAD and an empty body excluded
+    x_t = torch.tensor([[1, 5, 5, 3, 5, 5]])  # 5 = MASK of a 5-token vocabulary (letters 3, 4)
+    out = on_record_support(lambda x, s: torch.zeros(*x.shape, 6), fmt, 5)(x_t, torch.ones(1))
+    allowed = (out > -1e8)[0, :, :5].int().tolist()
+    assert allowed[1] == [0, 0, 0, 1, 1]  # first body position: letters only
+    assert allowed[2] == [0, 0, 0, 1, 1]  # a letter stands after it: no EOS
+    assert allowed[4] == [0, 0, 1, 1, 1]  # after the last letter: EOS or a letter
+    assert allowed[5] == [0, 0, 1, 0, 0]  # the canvas's last position: the record ends inside the canvas
+    x_t = torch.tensor([[1, 3, 2, 5, 5]])  # an EOS at 2: only EOS after it
+    out = on_record_support(lambda x, s: torch.zeros(*x.shape, 6), fmt, 5)(x_t, torch.ones(1))
+    assert (out > -1e8)[0, 3:, :5].int().tolist() == [[0, 0, 1, 0, 0]] * 2
 
 
 def test_bos_is_pinned_at_zero_and_lengths_fit_the_canvas():
