@@ -8,7 +8,7 @@ The converted model reproduces the original network's outputs (tests/convert/ ch
 their own code to 1e-5); docs/convert.md says what is and is not carried over.
 """
 
-# from .mdlm import convert_mdlm
+from .mdlm import convert_mdlm
 from .sedd import convert_sedd
 
 __all__ = ["convert_mdlm", "convert_sedd"]
