@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,11 +34,14 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 GPT2_FILES = (("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe"))
 
 
+@dataclass
 class Source:
-    """A published checkpoint directory: its config.json (a dict) and its tensors (name -> float tensor)."""
+    """A published checkpoint directory: its config.json (a dict) and its tensors (name -> tensor)."""
 
-    def __init__(self, path: Path, config: dict, state: dict[str, torch.Tensor], weights_file: Path):
-        self.path, self.config, self.state, self.weights_file = path, config, state, weights_file
+    path: Path
+    config: dict
+    state: dict[str, torch.Tensor]
+    weights_file: Path
 
 
 def read_source(src) -> Source:
@@ -113,11 +117,11 @@ def fold_norm_into_scale(weight: torch.Tensor, bias: torch.Tensor, norm_weight: 
     folded in: scale' = (w o W) c + w o b + w - 1. Returns new (weight, bias), float64."""
     weight, bias, w = weight.double().clone(), bias.double().clone(), norm_weight.double()
     d = w.shape[0]
+    if weight.shape[0] != n_chunks * d:
+        raise ValueError(f"adaLN layer has {weight.shape[0]} rows, expected {n_chunks} x {d}")
     rows = slice(index * d, (index + 1) * d)
     weight[rows] = w[:, None] * weight[rows]
     bias[rows] = w * bias[rows] + w - 1.0
-    if weight.shape[0] != n_chunks * d:
-        raise ValueError(f"adaLN layer has {weight.shape[0]} rows, expected {n_chunks} x {d}")
     return weight, bias
 
 
@@ -127,7 +131,8 @@ def _gpt2_files(directory: Path):
 
 
 def write_pretrained(out, model, *, model_cfg, diffusion_cfg, vocab_size: int, context: int, tokenizer_dirs):
-    """save_pretrained into ``out``, with the first GPT-2 tokenizer found in ``tokenizer_dirs`` (or none)."""
+    """save_pretrained into ``out``, with the first GPT-2 tokenizer found in ``tokenizer_dirs`` (or none).
+    Returns ``out`` as a Path."""
     from discdiff.training.recipe import save_pretrained
 
     files = next((f for d in tokenizer_dirs if d is not None and (f := _gpt2_files(Path(d))) is not None), None)
@@ -143,4 +148,4 @@ def write_pretrained(out, model, *, model_cfg, diffusion_cfg, vocab_size: int, c
             tokenizer_dir = tok.save(Path(tmp) / "tokenizer")
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         return save_pretrained(out, model, model_cfg=model_cfg, diffusion_cfg=diffusion_cfg, vocab_size=vocab_size,
-                               context=context, weights=state, tokenizer_dir=tokenizer_dir), files is not None
+                               context=context, weights=state, tokenizer_dir=tokenizer_dir)

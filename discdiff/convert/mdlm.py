@@ -74,6 +74,5 @@ def convert_mdlm(src, out, tokenizer=None) -> Path:
     mapping = time_conditioned_state if model_cfg.time_conditioning else time_free_state
     model = DiffusionTransformer(tcfg)
     model.load_state_dict(mapping(src_state, PREFIX, heads, n), strict=True)
-    path, _ = write_pretrained(out, model, model_cfg=model_cfg, diffusion_cfg=diffusion_cfg, vocab_size=vocab,
+    return write_pretrained(out, model, model_cfg=model_cfg, diffusion_cfg=diffusion_cfg, vocab_size=vocab,
                                context=length, tokenizer_dirs=(tokenizer, source.path))
-    return path

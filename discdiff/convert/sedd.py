@@ -81,6 +81,5 @@ def convert_sedd(src, out, tokenizer=None) -> Path:
     state = time_conditioned_state({k: v.float() for k, v in source.state.items()}, "", heads, model_cfg.n_layers)
     model = DiffusionTransformer(tcfg)
     model.load_state_dict(state, strict=True)
-    path, _ = write_pretrained(out, model, model_cfg=model_cfg, diffusion_cfg=diffusion_cfg, vocab_size=vocab,
+    return write_pretrained(out, model, model_cfg=model_cfg, diffusion_cfg=diffusion_cfg, vocab_size=vocab,
                                context=length, tokenizer_dirs=(tokenizer, source.path))
-    return path
