@@ -1,4 +1,4 @@
-"""`discdiff <command>`: prepare | train | sample | eval | serve | bench.
+"""`discdiff <command>`: prepare | train | sample | eval | serve | convert | bench.
 
     discdiff train --config configs/shakespeare-char-masked.yaml --set model.n_layers=4 --out runs/sc
     torchrun --nproc_per_node=2 -m discdiff train --config ... --set parallel=fsdp
@@ -284,6 +284,7 @@ COMMANDS: dict[str, Command | Lazy | str] = {
     "eval": Command("likelihood (an upper bound for diffusion, exact for AR) in bits per token",
                     _eval_arguments, _eval, EVAL_DESCRIPTION),
     "serve": Lazy("discdiff.serve.cli", "the web demo for one trained model (needs the serve extra)"),
+    "convert": Lazy("discdiff.convert.cli", "import a published SEDD or MDLM checkpoint as a discdiff model"),
     "bench": Command("run a benchmark script (JSON + markdown table + plot); --quick for a smoke run",
                      _bench_arguments, _bench, BENCH_DESCRIPTION),
 }

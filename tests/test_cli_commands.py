@@ -32,7 +32,7 @@ def test_top_level_help_lists_commands(capsys):
         assert name in out
 
 
-@pytest.mark.parametrize("name", ["prepare", "train", "sample", "eval", "serve", "bench"])
+@pytest.mark.parametrize("name", ["prepare", "train", "sample", "eval", "serve", "convert", "bench"])
 def test_every_flag_has_help(name, capsys):
     parser = argparse.ArgumentParser()
     command = cli.resolve_command(cli.COMMANDS[name])

@@ -21,9 +21,10 @@ FLOORS = {
     "evaluation": 1,
     "serve": 2,
     "hf": 2,  # transformers in and out: builds on training (configs, Pretrained); imports transformers lazily
+    "convert": 2,  # importers of SEDD / MDLM checkpoints: builds on training (save_pretrained) and data (GPT-2)
     "cli": 3,
 }
-UPPER_ROOMS = {"data", "training", "evaluation", "serve", "hf"}
+UPPER_ROOMS = {"data", "training", "evaluation", "serve", "hf", "convert"}
 LEAVES = {"seeding"}
 
 

@@ -40,6 +40,11 @@ class ModelConfig:
     # backward, ~6% of a CPU training step at d=256.
     bias: bool = False
     rope_base: float = 10_000.0
+    # The MLP's GELU: "none" (exact erf) or "tanh" (the tanh approximation, which SEDD's and MDLM's DiT use;
+    # their imported checkpoints need it to reproduce their outputs, discdiff.convert).
+    gelu_approximate: str = "none"
+    # A bias on the output head (SEDD's and MDLM's final linear layer has one). Independent of `bias`.
+    head_bias: bool = False
     # Block diffusion (discdiff.blocks): bidirectional inside blocks of this many tokens, causal across them.
     block_size: int | None = None
     # Class-conditional model: labels 0..num_classes-1, and id num_classes is the null label (the
@@ -72,6 +77,8 @@ class ModelConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.norm not in ("layernorm", "rmsnorm"):
             raise ValueError(f"norm must be 'layernorm' or 'rmsnorm', got {self.norm!r}")
+        if self.gelu_approximate not in ("none", "tanh"):
+            raise ValueError(f"gelu_approximate must be 'none' or 'tanh', got {self.gelu_approximate!r}")
         if not self.rope_base > 0:
             raise ValueError(f"rope_base must be > 0, got {self.rope_base}")
 

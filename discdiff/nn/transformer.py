@@ -69,9 +69,10 @@ class MLP(nn.Module):
         self.fc = nn.Linear(cfg.d_model, hidden, bias=cfg.bias)
         self.fc2 = nn.Linear(hidden, cfg.d_model, bias=cfg.bias)
         self.dropout = cfg.dropout
+        self.approximate = cfg.gelu_approximate
 
     def forward(self, x):
-        y = self.fc2(F.gelu(self.fc(x)))
+        y = self.fc2(F.gelu(self.fc(x), approximate=self.approximate))
         if self.dropout > 0.0:
             y = F.dropout(y, self.dropout, self.training)
         return y
@@ -123,7 +124,7 @@ class DiffusionTransformer(BlockCacheMethods, nn.Module):
         self.final_norm = Norm(cfg.d_model, cfg.norm, affine=not cfg.time_conditioning, bias=cfg.bias)
         # Final adaLN: (shift, scale) of the last norm, from the noise level (SEDD's DDitFinalLayer).
         self.final_adaln = nn.Linear(cfg.cond_dim, 2 * cfg.d_model) if cfg.time_conditioning else None
-        self.head = nn.Linear(cfg.d_model, cfg.out_size, bias=False)
+        self.head = nn.Linear(cfg.d_model, cfg.out_size, bias=cfg.head_bias)
         if cfg.tie_weights:
             self.head.weight = self.tok_emb.weight
         # (T, 1, hs/2, 2): broadcasts over the heads of (B, T, nh, hs/2 pairs).

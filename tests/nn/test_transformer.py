@@ -256,3 +256,18 @@ def test_fused_rotary_qkv_matches_reference_and_gradcheck():
     assert all(o.dtype == torch.bfloat16 for o in outs)
     torch.autograd.backward([o.transpose(1, 2).transpose(1, 2) for o in outs], [torch.ones_like(o) for o in outs])
     assert half.grad.dtype == torch.bfloat16 and torch.isfinite(half.grad).all()
+
+
+def test_imported_checkpoint_options():
+    """gelu_approximate and head_bias (for SEDD / MDLM checkpoints, discdiff.convert): validated, and in effect."""
+    import torch.nn.functional as F
+
+    with pytest.raises(ValueError, match="gelu_approximate"):
+        TransformerConfig(num_states=5, d_model=8, n_layers=1, n_heads=2, gelu_approximate="erf")
+    cfg = TransformerConfig(num_states=5, d_model=8, n_layers=1, n_heads=2, max_len=4, gelu_approximate="tanh",
+                            head_bias=True)
+    model = DiffusionTransformer(cfg)
+    assert model.head.bias is not None and model.head.bias.shape == (5,)
+    x = torch.randn(2, 3, 8)
+    mlp = model.blocks[0].mlp
+    assert torch.equal(mlp(x), mlp.fc2(F.gelu(mlp.fc(x), approximate="tanh")))
