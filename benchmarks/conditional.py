@@ -92,17 +92,25 @@ def markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(r: dict, path: pathlib.Path, side: int) -> None:
-    """One row per class, one column block per guidance weight."""
+def plot(r: dict, path: pathlib.Path, side: int, shown: int = 6) -> None:
+    """One row per class (its name on the left), one column block per guidance weight: the first ``shown``
+    samples of each class."""
     plt = pyplot(path)
     if plt is None:
         return
     weights = list(r["grids"])
     per, classes = r["samples_per_class"], len(r["grids"][weights[0]]) // r["samples_per_class"]
-    fig, axes = plt.subplots(classes, len(weights) * per, figsize=(0.5 * len(weights) * per, 0.55 * classes))
+    shown = min(shown, per)
+    fig, axes = plt.subplots(classes, len(weights) * shown, figsize=(0.5 * len(weights) * shown, 0.55 * classes),
+                             squeeze=False)
+    names = r.get("label_names") or [str(c) for c in range(classes)]
     for wi, w in enumerate(weights):
         for i, ids in enumerate(r["grids"][w]):
-            ax = axes[i // per][wi * per + i % per]
+            if i % per >= shown:
+                continue
+            ax = axes[i // per][wi * shown + i % per]
+            if wi == 0 and i % per == 0:
+                ax.set_ylabel(names[i // per], fontsize=6, rotation=0, ha="right", va="center")
             ax.imshow(torch.tensor(ids).view(side, side), cmap="gray", vmin=0, vmax=max(map(max, r["grids"][w])))
             ax.set_xticks([]), ax.set_yticks([])
             if i // per == 0 and i % per == 0:
@@ -112,8 +120,8 @@ def plot(r: dict, path: pathlib.Path, side: int) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a class-conditional Fashion-MNIST run")
-    parser.add_argument("--data", required=True, help="its prepared corpus, e.g. data/fashion-mnist-size14")
+    parser.add_argument("--model", help="a class-conditional Fashion-MNIST run (required unless --report)")
+    parser.add_argument("--data", help="its prepared corpus, e.g. data/fashion-mnist-size14")
     parser.add_argument("--out", default="out/conditional")
     parser.add_argument("--weights", type=float, nargs="+", default=[0, 1, 2, 4])
     parser.add_argument("--per-class", type=int, default=32)
@@ -123,7 +131,15 @@ def main(argv=None) -> None:
     parser.add_argument("--classifier-steps", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="4 samples per class, 16 steps, small classifier data")
+    parser.add_argument("--report", action="store_true", help="rewrite the markdown and plot from --out's JSON")
     args = parser.parse_args(argv)
+    if args.report:
+        r = json.loads((pathlib.Path(args.out) / "conditional.json").read_text())
+        (pathlib.Path(args.out) / "conditional.md").write_text(markdown(r))
+        plot(r, pathlib.Path(args.out) / "conditional.png", int(len(next(iter(r["grids"].values()))[0]) ** 0.5))
+        return
+    if not (args.model and args.data):
+        parser.error("--model and --data are required (or --report to redraw from --out)")
     if args.quick:
         args.per_class, args.steps, args.train_images, args.test_images, args.classifier_steps = 4, 16, 3000, 1000, 50
     warnings.simplefilter("ignore", UserWarning)
