@@ -21,9 +21,10 @@ FLOORS = {
     "evaluation": 1,
     "serve": 2,
     "hf": 2,  # transformers in and out: builds on training (configs, Pretrained); imports transformers lazily
+    "harness": 2,  # lm-evaluation-harness adapter: builds on evaluation's estimator and hf's loader; imports lm_eval
     "cli": 3,
 }
-UPPER_ROOMS = {"data", "training", "evaluation", "serve", "hf"}
+UPPER_ROOMS = {"data", "training", "evaluation", "serve", "hf", "harness"}
 LEAVES = {"seeding"}
 
 

@@ -17,7 +17,7 @@ PASS_THROUGH = ("ls", "validate", "-h", "--help")
 
 def harness_argv(args: list[str]) -> list[str]:
     """lm-eval's argv for ``args``: ``run --model discdiff`` first (another ``--model`` is a ValueError),
-    lm-eval's other subcommands and help unchanged."""
+    ``--device auto`` unless a device is given; lm-eval's other subcommands and help unchanged."""
     if args and args[0] in PASS_THROUGH:
         return args
     args = args[1:] if args and args[0] == "run" else args
@@ -30,7 +30,27 @@ def harness_argv(args: list[str]) -> list[str]:
                 raise ValueError(f"python -m discdiff.harness runs --model discdiff; drop --model {value!r} "
                                  "(use lm_eval itself for other models)")
             named = True
+    if any("device=" in a for a in _model_args(args)):
+        raise ValueError("give the device as --device (e.g. --device cpu), not in --model_args: lm-eval passes "
+                         "its --device (default cuda:0) to the model itself")
+    if not any(a.partition("=")[0] == "--device" for a in args):
+        args = [*args, "--device", "auto"]  # lm-eval's default is cuda:0; auto is cuda when there is one, else cpu
     return ["run", *args] if named else ["run", "--model", "discdiff", *args]
+
+
+def _model_args(args: list[str]) -> list[str]:
+    """The values given to --model_args / -a (one or more words, up to the next option)."""
+    out, taking = [], False
+    for arg in args:
+        name, _, inline = arg.partition("=")
+        if name in ("--model_args", "-a"):
+            taking = not inline
+            out += [inline] if inline else []
+        elif arg.startswith("-"):
+            taking = False
+        elif taking:
+            out.append(arg)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

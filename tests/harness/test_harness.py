@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ["HF_DATASETS_OFFLINE"] = "1"  # nothing here may reach a hub
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -155,6 +158,23 @@ def test_pair_row_keeps_the_last_context_tokens():
         pair_row(tok, "a", "bababa", 5, "request 0")
 
 
+DOCS = [{"question": "ab c", "choices": ["d.", "a!"], "answer": 0},
+        {"question": "ba d", "choices": ["c!", "b."], "answer": 0},
+        {"question": "ab", "choices": [" cd", " dc"], "answer": 1}]
+
+
+def _write_task(tmp_path) -> list[dict]:
+    """A multiple-choice task over a local jsonl file: tmp_path/tasks/toy.yaml (task discdiff_toy)."""
+    data = tmp_path / "toy.jsonl"
+    data.write_text("".join(json.dumps(d) + "\n" for d in DOCS))
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "toy.yaml").write_text(
+        "task: discdiff_toy\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
+        f"    test: {data}\ntest_split: test\noutput_type: multiple_choice\ndoc_to_text: '{{{{question}}}}'\n"
+        "doc_to_choice: '{{choices}}'\ndoc_to_target: answer\nmetric_list:\n  - metric: acc\n")
+    return DOCS
+
+
 @pytest.mark.parametrize("which", ["full", "block"])
 def test_generate_until_pins_the_prompt_and_stops(model_dir, block_dir, which):
     path = model_dir if which == "full" else block_dir
@@ -174,22 +194,21 @@ def test_simple_evaluate_on_a_local_task(model_dir, tmp_path):
     from lm_eval.tasks import TaskManager
     from lm_eval.utils import make_table
 
-    docs = [{"question": "ab c", "choices": ["d.", "a!"], "answer": 0},
-            {"question": "ba d", "choices": ["c!", "b."], "answer": 0},
-            {"question": "ab", "choices": [" cd", " dc"], "answer": 1}]
-    data = tmp_path / "toy.jsonl"
-    data.write_text("".join(json.dumps(d) + "\n" for d in docs))
-    (tmp_path / "tasks").mkdir()
-    (tmp_path / "tasks" / "toy.yaml").write_text(
-        "task: discdiff_toy\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
-        f"    test: {data}\ntest_split: test\noutput_type: multiple_choice\ndoc_to_text: '{{{{question}}}}'\n"
-        "doc_to_choice: '{{choices}}'\ndoc_to_target: answer\nmetric_list:\n  - metric: acc\n")
+    docs = _write_task(tmp_path)
     lm = DiscdiffLM(pretrained=str(model_dir), num_draws=2, device="cpu")
-    results = lm_eval.simple_evaluate(model=lm, tasks=["discdiff_toy"],
-                                      task_manager=TaskManager(include_path=str(tmp_path / "tasks")))
-    acc = results["results"]["discdiff_toy"]["acc,none"]
-    assert acc in (0.0, 1 / 3, 2 / 3, 1.0)
-    assert "discdiff_toy" in make_table(results)
+    results = lm_eval.simple_evaluate(model=lm, tasks=["discdiff_toy"], log_samples=True,
+                                      task_manager=TaskManager(include_path=str(tmp_path / "tasks"),
+                                                               include_defaults=False))
+    samples = sorted(results["samples"]["discdiff_toy"], key=lambda s: s["doc_id"])
+    requests = [tuple(args) for s in samples for args in s["arguments"]]
+    assert requests[:2] == [("ab c", " d."), ("ab c", " a!")]  # the task's prompts, as lm-eval builds them
+    ours = lm.loglikelihood(requests)  # the same requests in the same order: the same seeds, the same values
+    logged = [r for s in samples for r in s["filtered_resps"]]
+    assert [v for v, _ in logged] == pytest.approx([v for v, _ in ours]) and not any(g for _, g in logged)
+    picked = [max(range(2), key=lambda c, k=k: ours[2 * k + c][0]) for k in range(len(docs))]
+    want = sum(p == d["answer"] for p, d in zip(picked, docs, strict=True)) / len(docs)
+    assert results["results"]["discdiff_toy"]["acc,none"] == pytest.approx(want)
+    assert "discdiff_toy" in make_table(results) and "acc" in make_table(results)
 
 
 def test_bad_input_errors(model_dir, tmp_path):
@@ -219,8 +238,30 @@ def test_bad_input_errors(model_dir, tmp_path):
 def test_main_adds_the_model():
     from discdiff.harness.__main__ import harness_argv, main
 
-    assert harness_argv(["--tasks", "t"]) == ["run", "--model", "discdiff", "--tasks", "t"]
-    assert harness_argv(["run", "--model", "discdiff", "--tasks", "t"]) == ["run", "--model", "discdiff",
-                                                                            "--tasks", "t"]
+    assert harness_argv(["--tasks", "t"]) == ["run", "--model", "discdiff", "--tasks", "t", "--device", "auto"]
+    assert harness_argv(["run", "--model", "discdiff", "--tasks", "t", "--device", "cpu"]) == [
+        "run", "--model", "discdiff", "--tasks", "t", "--device", "cpu"]
+    with pytest.raises(ValueError, match="give the device as --device"):
+        harness_argv(["--model_args", "pretrained=d,device=cpu", "--tasks", "t"])
     assert harness_argv(["ls", "tasks"]) == ["ls", "tasks"]
     assert main(["--model", "hf", "--tasks", "t"]) == 2
+
+
+def test_command_line_runs_a_local_task(model_dir, tmp_path):
+    """python -m discdiff.harness: lm-eval's own CLI with --model discdiff, on the local task."""
+    _write_task(tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run([sys.executable, "-m", "discdiff.harness", "--model_args",
+                           f"pretrained={model_dir},num_draws=2", "--tasks", "discdiff_toy",
+                           "--include_path", str(tmp_path / "tasks")], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "discdiff_toy" in done.stdout and "acc" in done.stdout
+
+
+def test_import_discdiff_does_not_import_lm_eval():
+    code = ("import sys, discdiff, discdiff.training, discdiff.evaluation, discdiff.hf\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'lm_eval'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr[-2000:]
