@@ -28,7 +28,6 @@ from lm_eval.api.registry import register_model
 
 from discdiff.devices import resolve_device
 from discdiff.evaluation.estimator import batch_nll
-from discdiff.evaluation.likelihood import _eval_mode
 from discdiff.seeding import seed_for
 
 from .generation import generate
@@ -102,6 +101,7 @@ class DiscdiffLM(LM):
         self.pre = _load(pretrained, self._device)
         if self.pre.tokenizer is None:
             raise ValueError(f"{pretrained}: the model was saved without its tokenizer; the harness needs text")
+        self.pre.model.eval()  # scoring and sampling only: no dropout
         self.diffusion = self.pre.diffusion
         self.context = int(self.pre.config["context"])
         self.exact = not hasattr(self.diffusion, "graph")  # dd.Autoregressive: exact NLL, nothing drawn
@@ -123,7 +123,7 @@ class DiscdiffLM(LM):
             idx = todo[k:k + self.batch_size]
             padded = pad_rows([rows[i] for i in idx], self._multiple, self._device)
             generator = torch.Generator(self._device).manual_seed(seed_for(self.seed, idx[0]))
-            with _eval_mode(self.pre.model):
+            with torch.no_grad():
                 part = batch_nll(self.pre.model, self.diffusion, padded.tokens, padded.mask, self.objective,
                                  num_draws=self.num_draws, generator=generator, loss_mask=padded.loss_mask)
             for b, i in enumerate(idx):

@@ -265,3 +265,21 @@ def test_import_discdiff_does_not_import_lm_eval():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr[-2000:]
+
+
+def test_a_transformers_masked_lm(tmp_path):
+    """A transformers masked LM (discdiff.hf.from_transformers: ids mapped, its MASK moved last) is scored
+    by the same estimator: the harness equals Diffusion.nll on the mapped ids."""
+    transformers = pytest.importorskip("transformers")
+    from discdiff.hf import from_transformers
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefg"]
+    tokenizer = transformers.BertTokenizer(vocab={w: i for i, w in enumerate(words)})
+    config = transformers.BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=32, max_position_embeddings=16)
+    torch.manual_seed(0)
+    pre = from_transformers(transformers.BertForMaskedLM(config).eval(), tokenizer)
+    lm = DiscdiffLM(pretrained=pre, num_draws=4, seed=7, device="cpu")
+    (value, greedy), = lm.loglikelihood([("a b", " c d")])
+    want = _independent_bound(pre, pre.tokenizer, "a b", " c d", seed_for(7, 0), 4)
+    assert value == pytest.approx(-want, rel=1e-6) and value < 0 and greedy is False
