@@ -175,6 +175,14 @@ def _write_task(tmp_path) -> list[dict]:
         "task: discdiff_toy\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
         f"    test: {data}\ntest_split: test\noutput_type: multiple_choice\ndoc_to_text: '{{{{question}}}}'\n"
         "doc_to_choice: '{{choices}}'\ndoc_to_target: answer\nmetric_list:\n  - metric: acc\n")
+    source = f"dataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\ntest_split: test\n"
+    (tmp_path / "tasks" / "toy_ppl.yaml").write_text(  # perplexity: loglikelihood_rolling
+        f"task: discdiff_toy_ppl\n{source}output_type: loglikelihood_rolling\ndoc_to_text: ''\n"
+        "doc_to_target: '{{question}}'\nmetric_list:\n  - metric: bits_per_byte\n")
+    (tmp_path / "tasks" / "toy_gen.yaml").write_text(  # generation: generate_until
+        f"task: discdiff_toy_gen\n{source}output_type: generate_until\ndoc_to_text: '{{{{question}}}}'\n"
+        "doc_to_target: '{{choices[answer]}}'\ngeneration_kwargs:\n  until: ['!']\n  max_gen_toks: 3\n"
+        "metric_list:\n  - metric: exact_match\n")
     return DOCS
 
 
@@ -212,6 +220,24 @@ def test_simple_evaluate_on_a_local_task(model_dir, tmp_path):
     want = sum(p == d["answer"] for p, d in zip(picked, docs, strict=True)) / len(docs)
     assert results["results"]["discdiff_toy"]["acc,none"] == pytest.approx(want)
     assert "discdiff_toy" in make_table(results) and "acc" in make_table(results)
+
+
+def test_simple_evaluate_perplexity_and_generation_tasks(model_dir, tmp_path):
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    _write_task(tmp_path)
+    lm = DiscdiffLM(pretrained=str(model_dir), num_draws=2, steps=3, device="cpu")
+    results = lm_eval.simple_evaluate(model=lm, tasks=["discdiff_toy_ppl", "discdiff_toy_gen"], log_samples=True,
+                                      task_manager=TaskManager(include_path=str(tmp_path / "tasks"),
+                                                               include_defaults=False))
+    texts = [d["question"] for d in DOCS]
+    nats = sum(-v for v in lm.loglikelihood_rolling(texts))  # the same requests in the same order
+    want = nats / math.log(2) / sum(len(t.encode()) for t in texts)
+    assert results["results"]["discdiff_toy_ppl"]["bits_per_byte,none"] == pytest.approx(want)
+    generated = [s["filtered_resps"][0] for s in results["samples"]["discdiff_toy_gen"]]
+    assert all(isinstance(g, str) and "!" not in g and len(g) <= 3 for g in generated)
+    assert results["results"]["discdiff_toy_gen"]["exact_match,none"] in (0.0, 1 / 3, 2 / 3, 1.0)
 
 
 def test_bad_input_errors(model_dir, tmp_path):
