@@ -31,13 +31,14 @@ TEXT = "ab cd.\nba dc!"
 CONTEXT = 16
 
 
-def _save(directory, block_size=None, seed=0, train_steps=0):
+def _save(directory, block_size=None, seed=0, train_steps=0, kind="diffusion"):
     """A tiny char model (d=32, 2 layers, context 16) with its tokenizer; random N(0, 0.5^2) weights (so the
     zero-initialised heads are not zero), or
     ``train_steps`` Adam steps on "abab..." and "baba..." (enough to learn which letters occur)."""
     tok = CharTokenizer.from_texts([TEXT], specials=("eos",))
     tok.save(directory / "tok")
-    model_cfg, diff_cfg = ModelConfig(d_model=32, n_layers=2, n_heads=2, block_size=block_size), DiffusionConfig()
+    model_cfg = ModelConfig(d_model=32, n_layers=2, n_heads=2, block_size=block_size)
+    diff_cfg = DiffusionConfig(kind=kind)
     torch.manual_seed(seed)
     model = build_model(model_cfg, diff_cfg, tok.vocab_size, CONTEXT)
     if train_steps:
@@ -120,6 +121,21 @@ def test_batched_rows_use_one_generator_per_batch(model_dir):
                             padding_mask=pad, loss_mask=loss_mask)
     assert [b.nll for b in got] == pytest.approx(est.mean.tolist(), rel=1e-6)
     assert [b.stderr for b in got] == pytest.approx(est.stderr.tolist(), rel=1e-6)
+
+
+def test_the_ar_baseline_is_exact(tmp_path):
+    """An AR model's value is the exact chain-rule log-likelihood of the continuation, stderr 0."""
+    path = _save(tmp_path, kind="ar")
+    pre = from_pretrained(path)
+    lm = DiscdiffLM(pretrained=str(path), device="cpu")
+    (bound,) = lm.loglikelihood_bounds([("ab c", "d.")])
+    x0 = torch.tensor([pre.tokenizer.encode("ab cd.")])
+    with torch.no_grad():
+        log_probs = pre.diffusion.log_probs(pre.model, x0)[0]  # [L, V]: log p(x_i = v | x_<i)
+    nll = -sum(float(log_probs[i, x0[0, i]]) for i in (4, 5))  # "d." after "ab c"
+    assert bound.stderr == 0 and bound.nll == pytest.approx(nll, rel=1e-5)
+    with pytest.raises(ValueError, match="generate_until needs a diffusion model"):
+        lm.generate_until([("ab", {})])
 
 
 def test_trained_continuation_scores_higher(tmp_path):
