@@ -22,9 +22,10 @@ FLOORS = {
     "serve": 2,
     "hf": 2,  # transformers in and out: builds on training (configs, Pretrained); imports transformers lazily
     "convert": 2,  # importers of SEDD / MDLM checkpoints: builds on training (save_pretrained) and data (GPT-2)
+    "harness": 2,  # lm-evaluation-harness adapter: builds on evaluation's estimator and hf's loader; imports lm_eval
     "cli": 3,
 }
-UPPER_ROOMS = {"data", "training", "evaluation", "serve", "hf", "convert"}
+UPPER_ROOMS = {"data", "training", "evaluation", "serve", "hf", "convert", "harness"}
 LEAVES = {"seeding"}
 
 
