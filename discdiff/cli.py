@@ -138,7 +138,8 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, type=Path, metavar="DIR", help=MODEL_HELP)
     p.add_argument("--data", required=True, metavar="PATH", help="a prepared corpus directory (its --split is used), a "
                    "token-file header .json, a .npy / .bin of ids, or 'synthetic'")
-    p.add_argument("--split", default="validation", help="split of a corpus directory (default: validation)")
+    p.add_argument("--split", default="validation", help="split of a corpus directory: train, validation (default; "
+                   "for tuning) or test (held out from everything: the final number)")
     p.add_argument("--context", type=console.positive_int, default=None, metavar="N",
                    help="sequence length (default: the training context)")
     p.add_argument("--batch-size", type=console.positive_int, default=16, metavar="N", help="sequences per forward")
@@ -176,7 +177,7 @@ def _eval(args) -> int:
                           split=args.split, batch_size=args.batch_size, max_sequences=max_sequences,
                           seed=args.seed, records=(pre.config.get("records") or {}).get("padding", "pad"))
     ev = evaluate(pre, data, objectives=args.objective, num_draws=args.draws, seed=args.seed, device=args.device)
-    print(json.dumps(ev.to_dict(), indent=1))
+    print(json.dumps({**ev.to_dict(), "data": data.describe()}, indent=1))  # which source and split it measured
     return 0
 
 

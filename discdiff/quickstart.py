@@ -1,7 +1,8 @@
 """``make quickstart``: prepare Shakespeare, train a small character-level masked diffusion model on the CPU
 for a fixed amount of work (configs/quickstart.yaml: the same steps, batch and model on every machine, so
 every run on one machine prints the same numbers), then print its validation bound in bits per character, a
-generated passage, infilled lines and the fraction of generated words that are real words.
+generated passage, infilled lines, the fraction of generated words that are real words, and last the bound on
+the held-out test split (works that nothing was trained or tuned on; docs: discdiff/data/CORPORA.md).
 
     python -m discdiff.quickstart                 # ~5 minutes of training on 2 quiet cores
     python -m discdiff.quickstart --steps 300     # less work (and a worse model)
@@ -15,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -42,6 +44,17 @@ class Settings:
     sampler_steps: int = 128
     temperature: float = 1.0
     seed: int = 0
+
+
+class Bound(NamedTuple):
+    """The t-DCE bound on a seeded spread of one split's windows, in bits per character."""
+
+    split: str
+    bits: float
+    ci_bits: tuple[float, float]
+    stderr_bits: float
+    windows: int
+    characters: int
 
 
 @dataclass(frozen=True)
@@ -75,8 +88,7 @@ def evaluate_quickstart(model, diffusion, tokenizer, data_dir, context: int, set
     """The bound on a seeded spread of validation windows, and the words-real fraction of generated passages
     (words of the training split), beside real text's and a character-unigram model's."""
     data = load_eval_data(data_dir, context=context, max_sequences=settings.windows, seed=settings.seed)
-    res = diffusion_nll(model, diffusion, data, "t_dce", num_draws=settings.draws, seed=settings.seed)
-    lo, hi = res.ci_nats_per_token
+    res = split_bound(model, diffusion, data_dir, context, settings, "validation", data)
     vocabulary = load_corpus_words(data_dir) if vocabulary is None else vocabulary
     gen = torch.Generator().manual_seed(settings.seed)
     out = diffusion.sample(model, settings.samples, context, settings.sampler, steps=settings.sampler_steps,
@@ -85,12 +97,25 @@ def evaluate_quickstart(model, diffusion, tokenizer, data_dir, context: int, set
     real = torch.cat([tokens for tokens, _ in data])
     unigram = _unigram_samples(data_dir, settings.samples, context, gen)
     return Report(
-        res.nats_per_token / LN2, (lo / LN2, hi / LN2), res.stderr_nats_per_token / LN2, res.sequences, res.tokens,
+        res.bits, res.ci_bits, res.stderr_bits, res.windows, res.characters,
         passages, int(out.nfe_per_row[0]), words_real(passages, vocabulary), unigram_entropy(out.samples).pooled / LN2,
         words_real([decode_text(tokenizer, row.tolist()) for row in real], vocabulary),
         unigram_entropy(real).pooled / LN2,
         words_real([decode_text(tokenizer, row.tolist()) for row in unigram], vocabulary),
     )
+
+
+def split_bound(model, diffusion, data_dir, context: int, settings: Settings, split: str, data=None) -> Bound:
+    """The t-DCE bound, -log2 p per character, on ``settings.windows`` windows spread over ``split`` (seeded),
+    ``settings.draws`` times t each; ``data``: those windows when already loaded. A corpus without ``split``
+    is a one-line ValueError (``Manifest.header``)."""
+    if data is None:
+        data = load_eval_data(data_dir, context=context, split=split, max_sequences=settings.windows,
+                              seed=settings.seed)
+    res = diffusion_nll(model, diffusion, data, "t_dce", num_draws=settings.draws, seed=settings.seed)
+    lo, hi = res.ci_nats_per_token
+    return Bound(split, res.nats_per_token / LN2, (lo / LN2, hi / LN2), res.stderr_nats_per_token / LN2,
+                 res.sequences, res.tokens)
 
 
 def _unigram_samples(data_dir, n: int, length: int, gen: torch.Generator) -> torch.Tensor:
@@ -152,6 +177,7 @@ def _quickstart(args) -> None:
     rep = evaluate_quickstart(pre.model, pre.diffusion, pre.tokenizer, data_dir, cfg.data.context, settings)
     _print_report(rep, settings)
     _print_infills(pre, torch.Generator().manual_seed(settings.seed))
+    _print_test(split_bound(pre.model, pre.diffusion, data_dir, cfg.data.context, settings, "test"), settings)
 
 
 def _print_report(rep: Report, s: Settings) -> None:
@@ -166,6 +192,13 @@ def _print_report(rep: Report, s: Settings) -> None:
           f"  validation text: {rep.reference_words}  [character entropy {rep.reference_entropy_bits:.2f} bits; "
           f"its misses are mostly names from plays not in training]\n"
           f"  character-unigram model: {rep.unigram_words}")
+
+
+def _print_test(bound: Bound, s: Settings) -> None:
+    lo, hi = bound.ci_bits
+    print(f"\nheld-out test NLL bound: {bound.bits:.3f} bits/char (95% CI {lo:.3f}-{hi:.3f}; {bound.windows} "
+          f"windows spread over the test split, {bound.characters} characters, {s.draws} draws of t each; "
+          f"text that nothing was trained or tuned on: the final number)")
 
 
 def _print_infills(pre, gen: torch.Generator) -> None:

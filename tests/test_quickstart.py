@@ -50,9 +50,9 @@ def tiny_quickstart(monkeypatch, tmp_path):
     text = tmp_path / "text"
     text.mkdir()
     words = "To be, or not to be, that is the question: whether tis nobler in the mind _ to suffer".split()
-    for i in range(4):  # every 2nd document is validation
+    for i in range(6):  # of every 3 documents: the 1st is test, the 2nd train, the 3rd validation
         (text / f"doc{i}.txt").write_text(" ".join(words[(i + j) % len(words)] for j in range(300)) + "\n")
-    manifest = prepare(str(text), tmp_path / "prepared", validation_every=2, verbose=False)
+    manifest = prepare(str(text), tmp_path / "prepared", validation_every=3, verbose=False)
     real_config = qs.quickstart_config
     monkeypatch.setattr(qs, "prepare", lambda name, data_dir: manifest)
     monkeypatch.setattr(qs, "quickstart_config", lambda d, o, overrides=(): real_config(
@@ -81,3 +81,8 @@ def test_two_runs_print_the_same_numbers_and_a_newcomer_reads_them(tiny_quicksta
         assert line in first, line
     infills = first.split("--- infilling")[1].splitlines()[1:4]
     assert all(row.startswith("To be, or ") and row.endswith(" is the question:") for row in infills)
+    last = first.rstrip("\n").splitlines()[-1]  # the final number: the held-out test split, after everything else
+    assert re.fullmatch(r"held-out test NLL bound: \d+\.\d{3} bits/char \(95% CI \d+\.\d{3}-\d+\.\d{3}; 8 windows "
+                        r"spread over the test split, 384 characters, 2 draws of t each; .*the final number\)", last)
+    validation = re.search(r"validation NLL bound: (\d+\.\d{3})", first).group(1)
+    assert last.split()[4] != validation  # another split's windows, not the validation number printed twice

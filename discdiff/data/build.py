@@ -76,30 +76,61 @@ def _given(archive: str | Path) -> Path:
     return path
 
 
+def test_residue(every: int) -> int | None:
+    """The residue r with item i in test when i % every == r: every // 2 - 1 (every=10: the 5th, 15th, ...),
+    halfway between two validation items; None when every < 3 (train would keep nothing) or every == 0."""
+    return every // 2 - 1 if every >= 3 else None
+
+
 def every_nth(items: Sequence, every: int) -> dict[str, list]:
-    """Item i goes to validation when i % every == every - 1 (every=10: the 10th, 20th, ...), else train.
-    every=0 puts everything in train."""
+    """Item i goes to validation when i % every == every - 1 (every=10: the 10th, 20th, ...), to test when
+    i % every == every // 2 - 1 (the 5th, 15th, ...; carved out of what was train, so validation is the same
+    as before test existed), else to train. every=0 puts everything in train; every=2 gives no test (it would
+    take all of train). "test" is absent when no item falls in it (fewer than every // 2 items)."""
     if every < 0 or every == 1:
         raise ValueError(f"validation_every must be 0 (no validation) or >= 2, got {every}")
     if every == 0:
         return {"train": list(items)}
-    return {"train": [x for i, x in enumerate(items) if i % every != every - 1],
-            "validation": [x for i, x in enumerate(items) if i % every == every - 1]}
+    test = test_residue(every)
+    splits: dict[str, list] = {"train": [], "validation": [], "test": []}
+    for i, x in enumerate(items):
+        r = i % every
+        splits["validation" if r == every - 1 else "test" if r == test else "train"].append(x)
+    return splits if splits["test"] else {"train": splits["train"], "validation": splits["validation"]}
+
+
+def hold_out_test(items: Sequence, every: int) -> dict[str, list]:
+    """For a corpus whose validation comes from elsewhere (proteins' QUERY file, Fashion-MNIST's t10k): its
+    train items split by the same test rule, item i to test when i % every == every // 2 - 1, else train.
+    every=0 keeps them all in train."""
+    if every < 0 or every in (1, 2):
+        raise ValueError(f"test_every must be 0 (no test split) or >= 3, got {every}")
+    test = test_residue(every)
+    kept = [x for i, x in enumerate(items) if test is None or i % every != test]
+    held = [x for i, x in enumerate(items) if test is not None and i % every == test]
+    return {"train": kept, "test": held} if held else {"train": kept}
 
 
 def split_documents(docs: list[Document], every: int) -> dict[str, list[Document]]:
     """Whole documents by `every_nth` when there are at least `every` of them; otherwise the last
-    ceil(lines / every) lines of each document go to validation (documented; a 1-line document stays whole;
+    k = ceil(lines / every) lines of each document go to validation and the k lines just before them to test
+    (documented; a 1-line document stays whole, a document of at most 2k lines gives no test lines;
     trailing newlines do not count as lines, so the held-out tail is never empty)."""
     if every == 0 or len(docs) >= every:
         return every_nth(docs, every)
-    splits: dict[str, list[Document]] = {"train": [], "validation": []}
+    splits: dict[str, list[Document]] = {"train": [], "validation": [], "test": []}
     for doc in docs:
         lines = doc.text.rstrip("\n").split("\n")  # a final newline ends the last line; it is not a line
-        k = math.ceil(len(lines) / every) if len(lines) > 1 else 0
-        splits["train"].append(Document("\n".join(lines[:len(lines) - k]), doc.where))
+        n = len(lines)
+        k = math.ceil(n / every) if n > 1 else 0
+        t = k if test_residue(every) is not None and n > 2 * k else 0  # train keeps at least one line
+        splits["train"].append(Document("\n".join(lines[:n - k - t]), doc.where))
+        if t:
+            splits["test"].append(Document("\n".join(lines[n - k - t:n - k]), f"{doc.where} (before the tail)"))
         if k:
-            splits["validation"].append(Document("\n".join(lines[len(lines) - k:]), f"{doc.where} (tail)"))
+            splits["validation"].append(Document("\n".join(lines[n - k:]), f"{doc.where} (tail)"))
+    if not splits["test"]:
+        del splits["test"]
     return splits
 
 

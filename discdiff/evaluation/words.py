@@ -64,10 +64,7 @@ def load_corpus_words(corpus_dir, split: str = "train") -> frozenset[str]:
     from discdiff.data.packing import TokenFile
 
     manifest = Manifest.load(Path(corpus_dir))
-    header = manifest.splits.get(split)
-    if header is None:
-        raise ValueError(f"{corpus_dir}: no {split!r} split (has {sorted(manifest.splits)})")
-    tokens = TokenFile.open(header)
+    tokens = TokenFile.open(manifest.header(split))  # a missing split: one line, why and the fix
     tok = load_tokenizer(tokens.tokenizer_dir)
     words: set[str] = set()
     for i in range(tokens.num_records):

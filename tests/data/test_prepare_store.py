@@ -187,13 +187,14 @@ def test_a_killed_prepare_leaves_the_old_directory_and_no_lock(tmp_path):
     assert _text(second) == "second version<eos>" and _leftovers(data) == []
 
 
-def test_a_small_file_holds_out_its_last_line_and_is_readable_by_others(tmp_path):
+def test_a_small_file_holds_out_its_last_lines_and_is_readable_by_others(tmp_path):
     corpus = tmp_path / "story.txt"
     corpus.write_text("first line\nsecond line\nthird line\n")  # the final newline is not a fourth, empty line
     m = prepare(str(corpus), tmp_path / "data", verbose=False)
     tok = m.tokenizer()
     assert tok.decode(m.dataset("validation", context=1).data.tokens.tolist()) == "third line<eos>"
-    assert _text(m) == "first line\nsecond line<eos>"
+    assert tok.decode(m.dataset("test", context=1).data.tokens.tolist()) == "second line<eos>"  # before the tail
+    assert _text(m) == "first line<eos>"
     umask = os.umask(0)
     os.umask(umask)
     assert m.root.stat().st_mode & 0o777 == 0o777 & ~umask  # as mkdir would make it, not a private temp dir
