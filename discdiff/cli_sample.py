@@ -219,7 +219,11 @@ def _sample_diffusion(args, pre, length: int, rows: int, condition, fmt, label, 
     if options.get("sampler", fits[0]) not in fits:
         raise ValueError(f"--sampler {options['sampler']} needs a masked (absorbing) model; this one is "
                          f"{kind}: use one of {', '.join(fits)}")
-    if "sampler" not in options:
+    if "sampler" not in options and fmt is not None and args.record_length is None and graph.mask_id is not None:
+        options["sampler"] = "first_hitting"  # one token per call: the record format holds at every step
+        print("sampler: first_hitting: one token per model call keeps each record well formed (ancestral reveals "
+              "several at once, and an EOS and a later letter drawn together contradict each other)", file=sys.stderr)
+    elif "sampler" not in options:
         options["sampler"] = default_sampler(graph, pre.diffusion.parameterization)
         print(f"sampler: {default_sampler_reason(graph, pre.diffusion.parameterization)}", file=sys.stderr)
     model = pre.model

@@ -53,6 +53,17 @@ def test_records_are_cut_at_their_first_eos_and_hold_no_special_token(records, t
     assert any(len(r) < 10 for r in rows)
 
 
+def test_a_random_record_model_samples_well_formed_records_by_default(records, tmp_path, capsys):
+    """No --sampler / --steps: first_hitting on the record support, so even a random model's every row is one
+    well-formed record (its raw ids: BOS at 0, letters, EOS, then EOS only) of the model's own length."""
+    out = tmp_path / "s.jsonl"
+    assert cli.main(["sample", "--model", str(records), "--num-samples", "24", "--out", str(out), "--stats"]) == 0
+    err = capsys.readouterr().err
+    assert "sampler: first_hitting" in err and "records: 100.0% well-formed of 24" in err
+    lengths = {len(json.loads(line)["ids"]) for line in out.read_text().splitlines()}
+    assert len(lengths) > 2 and max(lengths) <= 10  # lengths vary; BOS + body + at least one EOS fit 12
+
+
 def test_record_length_pins_the_length(records, tmp_path, capsys):
     rows = _sample(tmp_path, records, "--num-samples", "6", "--record-length", "7", "--stats")
     assert all(len(r) == 7 and set(r) <= LETTERS for r in rows)
