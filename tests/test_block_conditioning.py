@@ -139,18 +139,22 @@ def test_block_labels_are_checked():
         bd.sample(_block_transformer(num_classes=None), 2, 8, "ancestral", steps=2, label=0)
 
 
+def _next_token_law(probs: torch.Tensor, i: int, vocab: int, length: int) -> torch.Tensor:
+    """p(x_i | x_<i) as [vocab^i, vocab] from a law over vocab^length sequences (lexicographic order)."""
+    prefix = probs.reshape([vocab] * length)
+    if i + 1 < length:  # (a sum over an empty dim tuple would sum everything)
+        prefix = prefix.sum(dim=tuple(range(i + 1, length)))
+    prefix = prefix.reshape(-1, vocab)
+    return prefix / prefix.sum(-1, keepdim=True)
+
+
 def _guided_sequential_law(cond: torch.Tensor, uncond: torch.Tensor, w: float, vocab: int, length: int):
     """The law of x drawn left to right, token i from softmax((1 + w) log p(x_i | x_<i, c) - w log p(x_i | x_<i)),
     by enumeration: [vocab^length] in lexicographic order (``sequence_index``'s)."""
     law = torch.ones(())
     for i in range(length):
-        def conditional(probs):  # p(x_i | x_<i) as [vocab^i, vocab]
-            prefix = probs.reshape([vocab] * length)
-            if i + 1 < length:  # (sum over an empty dim tuple would sum everything)
-                prefix = prefix.sum(dim=tuple(range(i + 1, length)))
-            prefix = prefix.reshape(-1, vocab)
-            return prefix / prefix.sum(-1, keepdim=True)
-        guided = guided_log_probs(conditional(cond).log(), conditional(uncond).log(), w).exp()
+        guided = guided_log_probs(_next_token_law(cond, i, vocab, length).log(),
+                                  _next_token_law(uncond, i, vocab, length).log(), w).exp()
         law = (law.reshape(-1, 1) * guided).reshape(-1)
     return law
 
