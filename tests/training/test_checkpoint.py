@@ -37,10 +37,21 @@ def test_tied_weights_are_stored_once(tmp_path):
     assert saved >= 4 * 3 * 4 - 16  # the shared tensor's 48 bytes were written once (header sizes differ a little)
 
 
+# The one exception: importing a published checkpoint that only exists as pytorch_model.bin (SEDD's and MDLM's
+# Hub mixins may write one) goes through torch's restricted unpickler (weights_only=True: tensors and plain
+# containers, no arbitrary objects). discdiff itself never writes or reads pickles of its own.
+FOREIGN_PICKLE_READERS = {"discdiff/convert/common.py"}
+
+
 def test_no_pickle_anywhere_in_the_library():
     sources = {p: p.read_text() for p in (REPO / "discdiff").rglob("*.py")}
     for pattern in (r"torch\.save\(", r"torch\.load\(", r"\bimport pickle\b", r"broadcast_object"):
         hits = [str(p.relative_to(REPO)) for p, text in sources.items() if re.search(pattern, text)]
+        if pattern == r"torch\.load\(":
+            allowed = [h for h in hits if h in FOREIGN_PICKLE_READERS
+                       and all("weights_only=True" in line for line in (REPO / h).read_text().splitlines()
+                               if "torch.load(" in line)]
+            hits = [h for h in hits if h not in allowed]
         assert not hits, f"{pattern} in {hits}"
 
 
