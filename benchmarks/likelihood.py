@@ -121,7 +121,7 @@ def trained_or_train(source: str, kind: str, args, save_to: pathlib.Path) -> dic
     """``train_for_budget``, unless ``--reuse-models`` and a model with its training stats is already saved."""
     if getattr(args, "reuse_models", False) and (save_to / STATS).is_file():
         print(f"[reuse] {save_to} (trained before; its stats from {STATS})", flush=True)
-        return json.loads((save_to / STATS).read_text())
+        return {**json.loads((save_to / STATS).read_text()), "reused": True}
     return train_for_budget(source, kind, args, save_to)
 
 
