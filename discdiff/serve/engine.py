@@ -35,7 +35,7 @@ from discdiff.sampling import (
 from discdiff.seeding import seed_for
 
 from .display import EXAMPLES, MODALITIES, token_strings
-from .limits import Limits, RequestError, Stopped
+from .limits import Limits, RequestError, Stopped, check_blocks
 from .records import RecordView, request_lengths
 
 __all__ = ["Engine", "Job", "Limits", "RequestError", "Stopped"]
@@ -224,7 +224,7 @@ class Engine:
         lengths = request_lengths(self.records, payload.get("record_length"), rows, len(ids), seed)
         extras = {k: options.pop(k) for k in list(options) if k not in _SHARED}
         if self.block_size is None:
-            self._check_blocks(extras, steps, len(ids))
+            check_blocks(extras, steps, len(ids))
         else:  # steps are per block; the confidence sampler's blocks are the model's own
             try:
                 self.diffusion.check_block_length(extras.get("block_length"))
@@ -314,16 +314,6 @@ class Engine:
                                        lim.max_length - len(head))
         except TemplateError as e:
             raise RequestError(f"template: {e}") from None
-
-    @staticmethod
-    def _check_blocks(extras: dict, steps: int, length: int) -> None:
-        """The confidence sampler's limits that depend on the request's length and steps."""
-        threshold, block_length = extras.get("threshold"), extras.get("block_length")
-        if block_length is not None and not block_length <= length:
-            raise RequestError(f"block_length must lie in [1, {length}] (the length), got {block_length}")
-        blocks = -(-length // (block_length or length))
-        if threshold is None and steps < blocks:
-            raise RequestError(f"steps ({steps}) must be at least the number of blocks ({blocks})")
 
     # ------------------------------------------------------------------ generation
 
