@@ -77,7 +77,8 @@ _SHARED = [name for name in _SAMPLER_FIELDS if name not in ("sampler", "steps") 
 
 
 class Engine:
-    """A loaded diffusion checkpoint plus the limits of the server that shows it."""
+    """A loaded diffusion checkpoint plus the limits of the server that shows it. ``records``: the saved record
+    layout (a config's ``records``) of a model trained with data.records=eos, sampled as records (records.py)."""
 
     def __init__(self, model, diffusion, tokenizer, limits: Limits | None = None, *, name: str = "model",
                  device: str | torch.device = "cpu", context: int | None = None, conditioning: dict | None = None,

@@ -82,6 +82,10 @@ def test_a_template_follows_bos(engine):
     assert job.ids[:4] == [BOS, *engine.tokenizer.encode("ACG")] and len(job.ids) == 12
     done = run(engine, {"template": "ACG", "length": 12, "record_length": 6, "seed": 0})[-1][1]
     assert all(t.startswith("ACG") and len(t) == 6 for t in done["text"])
+    both = run(engine, {"prompts": ["AC", "GGT"], "length": 16, "num_samples": 2, "seed": 0})[-1][1]  # after BOS too
+    assert [t[:len(p)] for t, p in zip(both["text"], ["AC", "AC", "GGT", "GGT"], strict=True)] == ["AC", "AC", "GGT",
+                                                                                                 "GGT"]
+    assert all(r["well_formed"] for r in both["records"])
 
 
 @pytest.mark.parametrize("payload, message", [
