@@ -178,7 +178,7 @@ def record_sampling(model, fmt: RecordFormat, mask_id: int | None, num_rows: int
     condition = fmt.condition(num_rows, length, body_lengths, prompt=prompt)
     if body_lengths is not None:
         return RecordSampling(without_tokens(model, fmt.specials), condition)
-    return RecordSampling(on_record_support(model, fmt, mask_id), condition)
+    return RecordSampling(on_record_support(model, fmt, mask_id, length=length), condition)
 
 
 def _check_lengths(body_lengths, num_rows: int, longest: int) -> Tensor:
@@ -222,7 +222,8 @@ def without_tokens(model, token_ids) -> object:
     return wrapped
 
 
-def on_record_support(model, fmt: RecordFormat, mask_id: int | None, must_end: bool = True) -> object:
+def on_record_support(model, fmt: RecordFormat, mask_id: int | None, must_end: bool = True,
+                      length: int | None = None) -> object:
     """``model`` whose predictions at x_t put no mass outside the EOS-padded layout ``[BOS] letter+ EOS*``:
 
         EOS excluded at i   when i is the first body position, or a body letter already stands at some j > i
@@ -235,7 +236,9 @@ def on_record_support(model, fmt: RecordFormat, mask_id: int | None, must_end: b
     never places EOS within the canvas. The length stays the model's: the sampler still decides where EOS goes.
     ``must_end`` (the default) asks every record to end inside the canvas, as records do when training drops
     the ones that do not fit (``data.long_records=drop``); a model trained on cropped windows of long records
-    learned rows without EOS, which this truncates.
+    learned rows without EOS, which this truncates. ``length``: the canvas's length, when the sampler may call the
+    model on a prefix of it (block samplers call it on the finished blocks plus the current one): the last
+    position is then forced to EOS only on a call that reaches it (None: every call covers the canvas).
     ``mask_id``: the graph's MASK id (None for graphs without one). Output [B, L, S], excluded entries at a large
     negative finite value; time-freedom kept."""
     from discdiff.model_call import is_time_free
@@ -251,7 +254,7 @@ def on_record_support(model, fmt: RecordFormat, mask_id: int | None, must_end: b
         is_eos = x_t == fmt.eos_id
         letter_after = (letter.flip(-1).cumsum(-1).flip(-1) - letter.long()) > 0  # [B, L] a letter at some j > i
         eos_before = (is_eos.cumsum(-1) - is_eos.long()) > 0  # [B, L] an EOS at some j < i
-        if must_end:
+        if must_end and (length is None or x_t.shape[-1] == length):
             eos_before[:, -1] = True
         no_eos = letter_after.clone()
         no_eos[:, fmt.offset] = True

@@ -179,3 +179,20 @@ def test_ended_pads_after_the_first_eos_and_record_lengths_parse_a_request():
         record_lengths(3, None, 1, 6, name="--record-length")
     with pytest.raises(ValueError, match="length histogram"):
         record_lengths("auto", fmt, 1, 6)
+
+
+@pytest.mark.parametrize("sampler,opts", [("ancestral", {"steps": 16}), ("first_hitting", {})])
+def test_the_record_support_keeps_the_exact_law_under_block_sampling(sampler, opts):
+    """A block sampler (b = 2 on the canvas of 4) calls the model on the finished blocks plus the current one; with
+    the canvas length given, the support forces EOS only where a call reaches the canvas's end, so the exact block
+    conditionals still reproduce the records' joint law. Without it the first block's last position would be
+    forced to EOS (every body of length 1)."""
+    g = dd.Absorbing(3)
+    oracle = TOY.block_denoiser_model(g, 2)
+    bd = dd.BlockDiffusion(g, dd.LogLinear(), 2)
+    model = on_record_support(oracle, FMT, g.mask_id, length=4)
+    out = bd.sample(model, N, 4, sampler, generator=torch.Generator().manual_seed(6), **opts)
+    assert total_variation(out.samples, TOY.probs, 3) <= 0.03
+    blind = bd.sample(on_record_support(oracle, FMT, g.mask_id), 64, 4, sampler,
+                      generator=torch.Generator().manual_seed(6), **opts)
+    assert set(FMT.body_lengths(blind.samples).tolist()) == {1}  # the defect the length argument removes
