@@ -102,10 +102,9 @@ class Engine:
         self.block_size = getattr(diffusion, "block_size", None)
         self.samplers = [n for n, s in SAMPLERS.items() if not (s.needs_mask and self.graph.mask_id is None)
                          and (s.needs_mask or self.block_size is None)]
-        # a model trained on records (its saved `records` layout) samples them as `discdiff sample` does (records.py);
-        # a block model fills its blocks as before (the record support is a full-sequence wrapper)
-        self.records = RecordView.of(records, tokenizer, self.graph.num_clean_states) if self.block_size is None \
-            else None
+        # a model trained on records (its saved `records` layout) samples them as `discdiff sample` does (records.py),
+        # block models too (the record support knows the canvas: a block sampler calls it on a prefix)
+        self.records = RecordView.of(records, tokenizer, self.graph.num_clean_states)
         self.default_sampler = (default_record_sampler(self.graph, diffusion.parameterization)[0] if self.records
                                 else default_sampler(self.graph, diffusion.parameterization))
         if self.modality == "image":

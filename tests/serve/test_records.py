@@ -115,3 +115,22 @@ def test_the_api_answers_400_for_bad_record_lengths(engine, dna_checkpoint):
     with live_server(Engine.load(dna_checkpoint)) as addr:
         status, _, data = request(addr, "POST", "/api/generate", {**CANVAS, "record_length": 4})
         assert status == 400 and data["error"] == "record_length needs a model trained on records (data.records=eos)"
+
+
+def test_a_block_record_model_gives_records_that_cross_its_blocks(tmp_path):
+    """A block model (b = 4) trained on records is sampled on the record support too: every row well formed, and
+    records end anywhere in the canvas, not at the first block's end."""
+    from dataclasses import replace
+
+    from serve_helpers import TINY, make_checkpoint
+
+    from discdiff.data import DNATokenizer
+
+    layout = {"padding": "eos", "eos_id": EOS, "bos_id": BOS, "pad_id": PAD, "length_counts": [0, 0, 0, 4, 0, 6]}
+    path = make_checkpoint(tmp_path / "blocks", DNATokenizer(), 16, model_cfg=replace(TINY, block_size=4),
+                           records=layout)
+    engine = Engine.load(path, Limits(max_steps=64, max_samples=8))
+    assert engine.info()["records"] is not None
+    done = run(engine, {**CANVAS, "num_samples": 8, "seed": 0})[-1][1]
+    assert all(r["well_formed"] for r in done["records"])
+    assert max(r["length"] for r in done["records"]) > 3  # past the first block ([BOS] + 3 body positions)
