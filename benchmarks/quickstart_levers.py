@@ -108,12 +108,17 @@ def main() -> None:
     parser.add_argument("--samplers", metavar="PRETRAINED",
                         help="no training: judge this pretrained model's words-real fraction under several samplers")
     parser.add_argument("--probe", action="store_true", help="only measure the reference's seconds per step")
+    parser.add_argument("--ar-only", type=int, metavar="STEPS", default=0,
+                        help="calibration: the backbone as the AR baseline for STEPS steps, judged the same way "
+                             "(its exact NLL on the quickstart's windows, words real of its samples at temperature 1)")
     parser.add_argument("--ar-steps", type=int, default=0,
                         help="warm start: train the backbone as the AR baseline for this many steps first")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.samplers:
         return compare_samplers(args.samplers)
+    if args.ar_only:
+        return judge_ar(args.name, args.ar_only, args.threads)
     load0 = os.getloadavg()
     reference = step_seconds([], args.threads)
     if args.probe:
@@ -152,6 +157,40 @@ def main() -> None:
         with open(OUT / "levers.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
     write_table()
+
+
+def judge_ar(name: str, steps: int, threads: int) -> None:
+    """The AR baseline on the quickstart's backbone for ``steps`` steps: exact NLL on the quickstart's validation
+    windows and the words-real fraction of its samples at temperature 1: what the same work buys a model that
+    needs no bound, to read the diffusion rows against."""
+    from discdiff.evaluation import ar_nll, load_eval_data, unigram_entropy
+    from discdiff.evaluation.words import decode_text, words_real
+    from discdiff.training import from_pretrained
+
+    load0, settings = os.getloadavg(), Settings()
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        train_ar(steps, threads, tmp)
+        seconds = time.perf_counter() - start
+        pre = from_pretrained(Path(tmp) / "pretrained")
+    context = pre.config["context"]
+    data = load_eval_data(DATA, context=context, max_sequences=settings.windows, seed=settings.seed)
+    res = ar_nll(pre.model, data, vocab_size=pre.vocab_size)
+    gen = torch.Generator().manual_seed(settings.seed)
+    out = pre.diffusion.sample(pre.model, settings.samples, context, generator=gen, temperature=1.0)
+    passages = [decode_text(pre.tokenizer, row.tolist()) for row in out.samples]
+    words = words_real(passages, load_corpus_words(DATA))
+    lo, hi = res.ci_nats_per_token
+    ln2 = 0.6931471805599453
+    row = {"name": name, "set": ["AR baseline"], "steps": steps, "threads": threads, "ar_only": True,
+           "train_s": round(seconds, 1), "exact_bits": res.nats_per_token / ln2, "ci_bits": [lo / ln2, hi / ln2],
+           "words_real": words.fraction, "words": words.words,
+           "sample_entropy_bits": unigram_entropy(out.samples).pooled / ln2, "passage": passages[0],
+           "load_before": load0, "load_after": os.getloadavg(),
+           "command": " ".join(["python benchmarks/quickstart_levers.py", *sys.argv[1:]])}
+    print(json.dumps(row), flush=True)
+    with open(OUT / "ar_calibration.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 SAMPLERS = [("first_hitting", 1.0), ("ancestral", 1.0), ("first_hitting", 0.8), ("first_hitting", 0.6)]
