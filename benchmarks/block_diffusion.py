@@ -229,8 +229,12 @@ def markdown(rows: dict, meta: dict) -> str:
             res = r["results"][r["primary"]]
             vs = r.get("vs_ar")
             ratio = f"{vs['ratio']:.3f} {lik._ci(vs['ci_ratio'])}" if vs else ""
-            lines.append(f"| {r['corpus']} | {r['kind']} ({r['primary']}) | {r['steps']} | "
+            mark = "*" if r.get("reused") else ""
+            lines.append(f"| {r['corpus']} | {r['kind']} ({r['primary']}) | {r['steps']}{mark} | "
                          f"{res['bits_per_token']:.3f} {lik._ci(res['ci_bits_per_token'])} | {ratio} |")
+        if any(r.get("reused") for r in rows["likelihood"]):
+            lines += ["", "\\* trained by an earlier invocation with the same settings (saved with its stats and "
+                      "evaluated again here with `--reuse-models`; the load below is this invocation's)."]
         unigram = {r["corpus"]: r["unigram_bits"] for r in rows["likelihood"] if "unigram_bits" in r}
         ref = ", ".join(f"{k} {'<=' if k != 'AR' else ''}{v}" for k, v in BD3LM_OWT.items())
         lines += ["", "Unigram entropy of the evaluation windows (bits/token): "
@@ -348,7 +352,7 @@ def _setups(args) -> dict:
         "likelihood_setup": f"Likelihood: d={args.d_model}, {args.layers} layers, {args.heads} heads, context "
                             f"{args.context}, batch {args.batch}, lr {args.lr:g}, {args.budget_s:g} CPU-seconds "
                             f"({args.clock} clock) of training per model, one model at a time, {args.threads} "
-                            f"threads; eval on a seeded spread of {args.eval_sequences} validation windows, "
+                            f"thread(s); eval on a seeded spread of {args.eval_sequences} validation windows, "
                             f"{args.draws} draws per window (block models: k-DCE).",
         "quality_setup": bq.setup(args),
     }

@@ -20,6 +20,7 @@ Writes likelihood.json, likelihood.md and likelihood.png to ``--out``; models (s
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import pathlib
 import platform
@@ -106,9 +107,22 @@ def train_for_budget(source: str, kind: str, args, save_to: pathlib.Path) -> dic
         shutil.rmtree(save_to, ignore_errors=True)
         trainer.save_pretrained(save_to)
     tail = losses[-max(1, len(losses) // 10):]
-    return {"steps": trainer.step, "train_s": round(elapsed, 2), "train_wall_s": round(wall, 2),
-            "tokens_seen": trainer.tokens_seen, "params": trainer.model.num_parameters(),
-            "final_train_loss": sum(tail) / len(tail)}
+    stats = {"steps": trainer.step, "train_s": round(elapsed, 2), "train_wall_s": round(wall, 2),
+             "tokens_seen": trainer.tokens_seen, "params": trainer.model.num_parameters(),
+             "final_train_loss": sum(tail) / len(tail)}
+    (save_to / STATS).write_text(json.dumps(stats, indent=1) + "\n")
+    return stats
+
+
+STATS = "training_stats.json"  # beside each saved model: what --reuse-models reads back
+
+
+def trained_or_train(source: str, kind: str, args, save_to: pathlib.Path) -> dict:
+    """``train_for_budget``, unless ``--reuse-models`` and a model with its training stats is already saved."""
+    if getattr(args, "reuse_models", False) and (save_to / STATS).is_file():
+        print(f"[reuse] {save_to} (trained before; its stats from {STATS})", flush=True)
+        return {**json.loads((save_to / STATS).read_text()), "reused": True}
+    return train_for_budget(source, kind, args, save_to)
 
 
 def evaluate_kind(save_to: pathlib.Path, data, args) -> dict:
@@ -130,7 +144,7 @@ def run_corpus(corpus: str, args) -> list[dict]:
     rows = []
     for kind in args.kinds:
         save_to = pathlib.Path(args.models_dir) / corpus / kind
-        stats = train_for_budget(source, kind, args, save_to)
+        stats = trained_or_train(source, kind, args, save_to)
         rows.append({"corpus": corpus, "kind": kind, **stats, **evaluate_kind(save_to, data, args)})
         print(f"[{corpus}] {kind}: {rows[-1]['evaluation'].primary} after {stats['steps']} steps", flush=True)
     ar = next((r["evaluation"].primary for r in rows if r["kind"] == "ar"), None)
@@ -214,6 +228,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """Backbone, training budget and data flags; benchmarks/sampling_quality.py shares them."""
     p.add_argument("--models-dir", default="runs/bench-likelihood", help="where the trained models are saved")
     p.add_argument("--data-dir", default="data", help="prepared corpora (prepared here when missing)")
+    p.add_argument("--reuse-models", action="store_true",
+                   help=f"evaluate a model already saved in --models-dir (with its {STATS}) instead of retraining it")
     p.add_argument("--budget-s", type=float, default=12.0, help="training budget per model, seconds of --clock")
     p.add_argument("--clock", choices=list(CLOCKS), default="process",
                    help="'process': CPU seconds of this process (equal compute on a shared machine); 'wall'")

@@ -27,6 +27,12 @@ def test_quick_benchmarks_end_to_end(tmp_path):
     assert "ratio to AR" in (tmp_path / "lik" / "likelihood.md").read_text()
     assert "k_dce" in saved["rows"][0]["results"]
 
+    # --reuse-models evaluates the saved models again instead of training new ones: same steps, same bound
+    again = _load("likelihood").main(["--quick", "--corpora", "synthetic", "--models-dir", models, "--reuse-models",
+                                      "--out", str(tmp_path / "lik2")])
+    assert [(r["steps"], r["results"][r["primary"]]["bits_per_token"]) for r in again] == \
+        [(r["steps"], r["results"][r["primary"]]["bits_per_token"]) for r in saved["rows"]]
+
     # reuses the masked-tdce and ar models the likelihood benchmark just saved
     rows = _load("sampling_quality").main(["--quick", "--corpus", "synthetic", "--models-dir", models,
                                            "--out", str(tmp_path / "sq")])

@@ -3,11 +3,14 @@
 The sampler fed the exact model reproduces the joint law of (length, content), in both modes: EOS-padded
 (generate every position, cut at the first EOS) and length-first (draw the length, pin EOS after it)."""
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
 import discdiff as dd
-from discdiff.evaluation.validity import image_validity, length_ks, record_stats, record_validity
+from discdiff.evaluation.validity import image_validity, ks_noise_floor, length_ks, record_stats, record_validity
 from discdiff.exact import ToyDistribution
 from discdiff.sampling.records import RecordFormat, draw_lengths, on_record_support, without_tokens
 
@@ -145,3 +148,17 @@ def test_validity_rules():
     assert image_validity(torch.tensor([[0, 15, 3], [0, 16, 3]]), 16).tolist() == [True, False]
     assert length_ks([1, 2, 3], [1, 2, 3]) == 0.0 and length_ks([1, 1], [5, 6]) == 1.0
     assert length_ks([1, 2], [2, 3]) == pytest.approx(0.5)
+
+
+def test_the_ks_noise_floor_is_the_brownian_bridge_limit():
+    # continuous lengths, a reference far larger than the sample: E[KS] -> sqrt(pi/2) ln 2 / sqrt(num)
+    rng = np.random.default_rng(1)
+    population = rng.uniform(0, 1, 200_000)
+    mean, p95 = ks_noise_floor(population, population[:100_000], num=100, repeats=400)
+    assert mean == pytest.approx(math.sqrt(math.pi / 2) * math.log(2) / 10, rel=0.08)
+    # the 95th percentile of the Kolmogorov distribution is 1.358 / sqrt(num)
+    assert p95 == pytest.approx(1.358 / 10, rel=0.1)
+    # a shifted population is not noise: its floor sits far above
+    assert ks_noise_floor(population + 0.2, population, num=100)[0] > 0.15
+    with pytest.raises(ValueError, match="non-empty"):
+        ks_noise_floor([], [1, 2], num=10)
