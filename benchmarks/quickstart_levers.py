@@ -3,6 +3,11 @@
     python benchmarks/quickstart_levers.py base                                   # the preset as it is
     python benchmarks/quickstart_levers.py lr4e-3 --set optim.lr=4e-3
     python benchmarks/quickstart_levers.py probe --probe                           # step time only
+    python benchmarks/quickstart_levers.py ar800-b4 --ar-steps 800 --set model.block_size=4 steps=560
+
+``--ar-steps N`` first trains the preset's backbone as the AR baseline for N steps (kind ar, same optimiser
+settings), then the lever's run starts from it (``init_from``, as SDAR / Fast-dLLM v2 do); ``total_cost`` is
+then the AR steps' measured cost plus the run's, as a fraction of the preset's whole run (1.0 = the same work).
 
 Each run trains the preset with the overrides given, then judges the raw weights and, from the same run,
 the EMA of each decay in --emas (an EMA does not change training, so one run measures them all) with the
@@ -26,24 +31,28 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from discdiff.data.kinds import load_tokenizer  # noqa: E402
 from discdiff.evaluation.words import load_corpus_words  # noqa: E402
-from discdiff.quickstart import Settings, evaluate_quickstart, quickstart_config  # noqa: E402
+from discdiff.quickstart import PRESET, Settings, evaluate_quickstart, quickstart_config  # noqa: E402
 from discdiff.training import Trainer  # noqa: E402
+from discdiff.training.config import apply_overrides, config_from_dict  # noqa: E402
 from discdiff.training.ema import EMA  # noqa: E402
 
 OUT = ROOT / "docs" / "results" / "quickstart"
 DATA = ROOT / "data" / "shakespeare"
+PRESET_STEPS = 2000  # configs/quickstart.yaml's steps: total_cost is a fraction of that run's work
 
 
-def step_seconds(overrides, threads: int, steps: int = 4) -> float:
+def step_seconds(overrides, threads: int, steps: int = 4, ar: bool = False) -> float:
     """Seconds per training step of the preset with ``overrides`` (one warm-up step, then ``steps``)."""
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = quickstart_config(DATA, tmp, [*overrides, "progress=false", "eval_every=0", f"threads={threads}"])
+        make = ar_config if ar else (lambda out, o: quickstart_config(DATA, out, o))
+        cfg = make(tmp, [*overrides, "progress=false", "eval_every=0", f"threads={threads}"])
         trainer = Trainer(cfg)
         batches = iter(trainer.loader)
         trainer.train_step(next(batches))
@@ -52,6 +61,22 @@ def step_seconds(overrides, threads: int, steps: int = 4) -> float:
             trainer.train_step(next(batches))
         trainer.close()
         return (time.perf_counter() - start) / steps
+
+
+def ar_config(out_dir: str, overrides=()):
+    """The preset's backbone and optimiser as the AR baseline (its diffusion keys do not apply to kind ar)."""
+    preset = yaml.safe_load(PRESET.read_text(encoding="utf-8"))
+    preset["diffusion"] = {"kind": "ar"}
+    return config_from_dict(apply_overrides(preset, [f"data.train={DATA}", f"out_dir={out_dir}", *overrides]))
+
+
+def train_ar(steps: int, threads: int, out_dir: str) -> None:
+    """The AR warm start: ``ar_config`` for ``steps`` steps, saved to out_dir (its pretrained/ model)."""
+    cfg = ar_config(out_dir, [f"steps={steps}", "progress=false", "eval_every=0", "save_every=0",
+                              f"threads={threads}"])
+    trainer = Trainer(cfg, overwrite=True)
+    trainer.fit()
+    trainer.close()
 
 
 def train(overrides, threads: int, decays) -> tuple[Trainer, dict, float]:
@@ -83,6 +108,8 @@ def main() -> None:
     parser.add_argument("--samplers", metavar="PRETRAINED",
                         help="no training: judge this pretrained model's words-real fraction under several samplers")
     parser.add_argument("--probe", action="store_true", help="only measure the reference's seconds per step")
+    parser.add_argument("--ar-steps", type=int, default=0,
+                        help="warm start: train the backbone as the AR baseline for this many steps first")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.samplers:
@@ -94,7 +121,13 @@ def main() -> None:
                           "load_before": load0, "load_after": os.getloadavg()}))
         return
     own = step_seconds(args.set, args.threads)
-    trainer, emas, seconds = train(args.set, args.threads, [float(d) for d in args.emas.split(",") if d])
+    ar_own = step_seconds([], args.threads, ar=True) if args.ar_steps else 0.0
+    with tempfile.TemporaryDirectory() as warm:
+        overrides = list(args.set)
+        if args.ar_steps:
+            train_ar(args.ar_steps, args.threads, warm)
+            overrides.append(f"init_from={warm}")
+        trainer, emas, seconds = train(overrides, args.threads, [float(d) for d in args.emas.split(",") if d])
     if args.save:
         torch.save({"config": args.set, "model": trainer.model.state_dict(),
                     "ema": {d: e.full_state() for d, e in emas.items()}}, args.save)
@@ -104,6 +137,8 @@ def main() -> None:
     common = {"name": args.name, "set": args.set, "steps": trainer.cfg.steps, "threads": args.threads,
               "reference_s_per_step": reference, "s_per_step": seconds / trainer.cfg.steps,
               "cost_ratio": own / reference, "load_before": load0, "load_after": os.getloadavg(),
+              "ar_steps": args.ar_steps, "ar_cost_ratio": ar_own / reference,
+              "total_cost": (args.ar_steps * ar_own + trainer.cfg.steps * own) / (PRESET_STEPS * reference),
               "command": " ".join(["python benchmarks/quickstart_levers.py", *sys.argv[1:]])}
     for decay in [0.0, *emas]:
         with emas[decay].swapped_in() if decay else _nothing():
@@ -159,12 +194,15 @@ class _nothing:
 def write_table() -> None:
     rows = [json.loads(line) for line in (OUT / "levers.jsonl").read_text(encoding="utf-8").splitlines() if line]
     lines = ["| run | overrides | EMA | steps | bound bits/char [95% CI] | words real | sample entropy | "
-             "cost vs preset | s/step (ref s/step), load |", "|---|---|---|---|---|---|---|---|---|"]
+             "cost vs preset | work vs preset run | s/step (ref s/step), load |", "|---" * 10 + "|"]
     for r in rows:
         lo, hi = r["ci_bits"]
-        lines.append(f"| {r['name']} | {' '.join(r['set']) or '(preset)'} | {r['ema'] or 'none'} | {r['steps']} | "
+        work = r.get("total_cost", r["cost_ratio"] * r["steps"] / PRESET_STEPS)
+        warm = f"AR {r['ar_steps']} steps, then " if r.get("ar_steps") else ""
+        lines.append(f"| {r['name']} | {warm}{' '.join(r['set']) or '(preset)'} | {r['ema'] or 'none'} | "
+                     f"{r['steps']} | "
                      f"{r['bound_bits']:.3f} [{lo:.3f}, {hi:.3f}] | {r['words_real']:.2f} ({r['words']}) | "
-                     f"{r['sample_entropy_bits']:.2f} | {r['cost_ratio']:.2f} | {r['s_per_step']:.2f} "
+                     f"{r['sample_entropy_bits']:.2f} | {r['cost_ratio']:.2f} | {work:.2f} | {r['s_per_step']:.2f} "
                      f"({r['reference_s_per_step']:.2f}), {r['load_before'][0]:.1f}-{r['load_after'][0]:.1f} |")
     (OUT / "levers.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 

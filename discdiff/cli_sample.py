@@ -112,32 +112,17 @@ def _condition(args, pre, length: int, fmt=None):
 
 def _record_lengths(args, pre, fmt, rows: int, length: int):
     """--record-length: None, N for every row, or 'auto' (drawn from the training records, seeded by --seed)."""
-    value = args.record_length
-    if value is None:
-        return None
-    if fmt is None:
-        raise ValueError("--record-length needs a model trained on records (data.records=eos)")
-    import torch
+    from discdiff.sampling import record_lengths
 
-    from discdiff.sampling import draw_lengths
-
-    if value == "auto":
-        counts = pre.config["records"].get("length_counts")
-        return draw_lengths(counts, rows, torch.Generator().manual_seed(args.seed), longest=fmt.max_body(length))
-    if not value.isdigit() or not 1 <= int(value) <= fmt.max_body(length):
-        raise ValueError(f"--record-length must be auto or an integer in [1, {fmt.max_body(length)}] (the length "
-                         f"less BOS and one EOS), got {value!r}")
-    return [int(value)] * rows
+    counts = (pre.config.get("records") or {}).get("length_counts")
+    return record_lengths(args.record_length, fmt, rows, length, counts, seed=args.seed, name="--record-length")
 
 
 def _record_format(pre):
     """The model's record layout (a model trained with data.records=eos), else None."""
-    layout = pre.config.get("records")
-    if not layout or layout.get("padding") != "eos" or pre.is_ar:
-        return None
-    from discdiff.sampling import RecordFormat
+    from discdiff.sampling import record_format_of
 
-    return RecordFormat(eos_id=layout["eos_id"], bos_id=layout.get("bos_id"), pad_id=layout.get("pad_id"))
+    return None if pre.is_ar else record_format_of(pre.config.get("records"))
 
 
 def _check_output_file(path: Path | None) -> None:
@@ -200,12 +185,12 @@ def _sample_diffusion(args, pre, length: int, rows: int, condition, fmt, label, 
     from discdiff.sampling import (
         SAMPLERS,
         check_memory,
+        default_record_sampler,
         default_sampler,
         default_sampler_reason,
-        on_record_support,
+        record_sampling,
         sampler_options_from_args,
         sampling_memory,
-        without_tokens,
     )
     from discdiff.seeding import seed_for
 
@@ -219,20 +204,17 @@ def _sample_diffusion(args, pre, length: int, rows: int, condition, fmt, label, 
     if options.get("sampler", fits[0]) not in fits:
         raise ValueError(f"--sampler {options['sampler']} needs a masked (absorbing) model; this one is "
                          f"{kind}: use one of {', '.join(fits)}")
-    if "sampler" not in options and fmt is not None and args.record_length is None and graph.mask_id is not None:
-        options["sampler"] = "first_hitting"  # one token per call: the record format holds at every step
-        print("sampler: first_hitting: one token per model call keeps each record well formed (ancestral reveals "
-              "several at once, and an EOS and a later letter drawn together contradict each other)", file=sys.stderr)
-    elif "sampler" not in options:
-        options["sampler"] = default_sampler(graph, pre.diffusion.parameterization)
-        print(f"sampler: {default_sampler_reason(graph, pre.diffusion.parameterization)}", file=sys.stderr)
+    if "sampler" not in options:  # a record model: first_hitting keeps the format at every step
+        param = pre.diffusion.parameterization
+        options["sampler"], reason = ((default_sampler(graph, param), default_sampler_reason(graph, param))
+                                      if fmt is None else
+                                      default_record_sampler(graph, param, args.record_length is not None))
+        print(f"sampler: {reason}", file=sys.stderr)
     model = pre.model
     if fmt is not None:  # BOS pinned at 0 (and EOS after a chosen length); specials never drawn inside
         lengths = _record_lengths(args, pre, fmt, rows, length)
         prompt = None if condition is None else condition.validate(rows, length, graph.num_clean_states)
-        condition = fmt.condition(rows, length, lengths, prompt=prompt)
-        model = (without_tokens(pre.model, fmt.specials) if lengths is not None
-                 else on_record_support(pre.model, fmt, graph.mask_id))  # the model places EOS, on the format
+        model, condition = record_sampling(pre.model, fmt, graph.mask_id, rows, length, lengths, prompt)
     elif args.record_length is not None:
         _record_lengths(args, pre, fmt, rows, length)  # raises: not a record model
     # the memory guard before the per-row seeds: 10^8 rows must be refused at once, not after 10^8 generators

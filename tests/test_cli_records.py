@@ -101,3 +101,21 @@ def test_a_record_length_that_does_not_fit_is_refused(records, value, capsys):
 def test_a_missing_prompts_file_is_refused(records, tmp_path, capsys):
     assert cli.main(["sample", "--model", str(records), "--prompts-file", str(tmp_path / "none.txt")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_a_block_record_model_ends_its_records_anywhere_in_the_canvas(tmp_path):
+    """Block samplers call the model on the finished blocks plus the current one: the record support must force
+    EOS only at the canvas's last position, not at the last position of every call (which ended every record
+    inside the first block)."""
+    tok = DNATokenizer()
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_model=16, n_layers=1, n_heads=2, cond_dim=8, block_size=4)
+    model = build_model(cfg, DiffusionConfig(), tok.vocab_size, 12)
+    tok_dir = tok.save(tmp_path / "tokenizer")
+    path = save_pretrained(tmp_path / "blocks", model.eval(), model_cfg=cfg, diffusion_cfg=DiffusionConfig(),
+                           vocab_size=tok.vocab_size, context=12, tokenizer_dir=tok_dir, records=LAYOUT)
+    out = tmp_path / "s.jsonl"
+    assert cli.main(["sample", "--model", str(path), "--num-samples", "32", "--out", str(out)]) == 0
+    rows = [json.loads(line)["ids"] for line in out.read_text().splitlines()]
+    assert len(rows) == 32 and all(r and set(r) <= LETTERS for r in rows)
+    assert max(len(r) for r in rows) > 4  # records cross block boundaries (the bug: every body <= 2 letters)

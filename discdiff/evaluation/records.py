@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from discdiff.data.splits import open_split
-from discdiff.sampling.records import RecordFormat, draw_lengths, on_record_support, without_tokens
+from discdiff.sampling.records import RecordFormat, draw_lengths, record_sampling, without_tokens
 
 __all__ = ["MODES", "length_histogram", "record_format", "record_letters", "reference_lengths", "sample_records"]
 
@@ -72,11 +72,12 @@ def sample_records(pre, num_samples: int, length: int, *, mode: str = "eos", bod
                 raise ValueError("length_first needs body_lengths or length_counts")
             draw = torch.Generator().manual_seed(int(seeds[0]) if seeds is not None else 0)
             body_lengths = draw_lengths(length_counts, num_samples, draw, longest=fmt.max_body(length))
-        condition = fmt.condition(num_samples, length, body_lengths if mode == "length_first" else None)
-        if mode == "support":
-            model = on_record_support(pre.model, fmt, pre.diffusion.graph.mask_id)
-        else:
-            model = without_tokens(pre.model, fmt.specials if mode == "length_first" else fmt.inner_specials)
+        if mode == "eos":  # BOS pinned, the inner specials never drawn; the model free to place EOS anywhere
+            condition = fmt.condition(num_samples, length, None)
+            model = without_tokens(pre.model, fmt.inner_specials)
+        else:  # the same setup as discdiff sample and the web demo
+            model, condition = record_sampling(pre.model, fmt, pre.diffusion.graph.mask_id, num_samples, length,
+                                               body_lengths if mode == "length_first" else None)
     device = next(pre.model.parameters()).device
     with torch.no_grad():
         out = pre.diffusion.sample(model, num_samples, length, condition=condition, seeds=seeds, generator=generator,

@@ -37,7 +37,17 @@ from .flags import add_sampler_arguments, check_request_option, sampler_options_
 from .memory import check_memory, sampling_memory
 from .options import OPTIONS, Option, SamplerOptions, check_option, split_options
 from .predictor import Predictor
-from .records import RecordFormat, draw_lengths, infill_rows, on_record_support, without_tokens
+from .records import (
+    RecordFormat,
+    RecordSampling,
+    draw_lengths,
+    infill_rows,
+    on_record_support,
+    record_format_of,
+    record_lengths,
+    record_sampling,
+    without_tokens,
+)
 from .steps import denoise_step, euler_step, tau_leaping_step, time_grid, tweedie_step
 from .tau_leaping import TauLeaping
 from .tweedie import Tweedie
@@ -48,8 +58,9 @@ SAMPLERS: dict[str, Sampler] = {s.name: s for s in (Euler(), TauLeaping(), Tweed
 __all__ = [
     "NEG_INF", "OPTIONS", "SAMPLERS", "Condition", "Option", "Predictor", "RecordFormat", "RowGenerators",
     "SampleOutput", "Sampler", "draw_lengths", "infill_rows", "on_record_support", "without_tokens",
+    "RecordSampling", "record_format_of", "record_lengths", "record_sampling",
     "SamplerOptions", "add_sampler_arguments", "check_option", "check_request_option", "check_sample_size",
-    "default_sampler",
+    "default_record_sampler", "default_sampler",
     "default_sampler_reason", "denoise_step", "euler_step", "filter_logits", "infill_template", "resolve_sampler",
     "run_sampler", "sample", "sample_categorical", "sample_from_logits", "sampler_options_from_args",
     "split_options", "tau_leaping_step", "time_grid", "tweedie_step",
@@ -74,6 +85,19 @@ def default_sampler_reason(graph: Graph, parameterization: str | Parameterizatio
         return "ancestral: exact per step on an absorbing (masked) graph, and caches time-free denoisers"
     return (f"tau_leaping: {type(graph).__name__} graph has no MASK state; tau-leaping works at any step "
             "count (tweedie refuses big steps there)")
+
+
+def default_record_sampler(graph: Graph, parameterization: str | Parameterization = "score",
+                           length_first: bool = False) -> tuple[str, str]:
+    """(sampler, one-line reason) for a model trained on records (``record_sampling``): first_hitting on an
+    absorbing graph when the model places EOS itself (one token per model call keeps every record well formed;
+    ancestral reveals several at once, and an EOS and a later letter drawn together contradict each other);
+    ``default_sampler`` when EOS is pinned after a chosen length (length-first) or the graph has no MASK."""
+    if graph.mask_id is not None and not length_first:
+        return "first_hitting", ("first_hitting: one token per model call keeps each record well formed (ancestral "
+                                 "reveals several at once, and an EOS and a later letter drawn together contradict "
+                                 "each other)")
+    return default_sampler(graph, parameterization), default_sampler_reason(graph, parameterization)
 
 
 def resolve_sampler(sampler: str | None, graph: Graph, parameterization: str | Parameterization = "score") -> str:

@@ -34,13 +34,15 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from .conditioning import Condition
 
-__all__ = ["RecordFormat", "draw_lengths", "infill_rows", "on_record_support", "without_tokens"]
+__all__ = ["RecordFormat", "RecordSampling", "draw_lengths", "infill_rows", "on_record_support", "record_format_of",
+           "record_lengths", "record_sampling", "without_tokens"]
 
 #: the logit given to an excluded token (finite, as the numerics contract asks)
 _EXCLUDED = -1e9
@@ -116,10 +118,67 @@ class RecordFormat:
         first = torch.where(is_eos.any(-1), is_eos.int().argmax(-1), samples.shape[1])
         return first - start
 
+    def ended(self, samples: Tensor) -> Tensor:
+        """``samples`` [B, L] with every position after each row's first EOS set to EOS: the rows as records
+        read (what follows the end is padding, whatever a sampler put there). Rows without an EOS unchanged."""
+        end = self.starts(samples) + self.body_lengths(samples)  # [B] the first EOS (L where none)
+        after = torch.arange(samples.shape[1], device=samples.device)[None] > end[:, None]
+        return torch.where(after, self.eos_id, samples)
+
     def cut(self, samples: Tensor) -> list[list[int]]:
         """Each row's body: after the optional BOS at position 0, up to (not including) its first EOS."""
         start, n = self.starts(samples).tolist(), self.body_lengths(samples).tolist()
         return [row[s:s + k] for row, s, k in zip(samples.tolist(), start, n, strict=True)]
+
+
+def record_format_of(layout: dict | None) -> RecordFormat | None:
+    """The EOS-padded record layout a saved model names (its config's ``records``, written when it was trained
+    with data.records=eos: eos_id, bos_id, pad_id, length_counts), else None (running text, PAD padding)."""
+    if not layout or layout.get("padding") != "eos":
+        return None
+    return RecordFormat(eos_id=layout["eos_id"], bos_id=layout.get("bos_id"), pad_id=layout.get("pad_id"))
+
+
+def record_lengths(value, fmt: RecordFormat | None, num_rows: int, length: int, length_counts=None, seed: int = 0,
+                   name: str = "record_length") -> list[int] | None:
+    """A requested record length as one body length per row: None (the model places EOS itself), an integer N
+    (or its digits) for every row, or "auto" (each row's drawn from ``length_counts``, the training records'
+    histogram, by a generator seeded with ``seed``). Raises a ValueError naming ``name`` (the flag or field)."""
+    if value is None:
+        return None
+    if fmt is None:
+        raise ValueError(f"{name} needs a model trained on records (data.records=eos)")
+    longest = fmt.max_body(length)
+    if value == "auto":
+        if length_counts is None:
+            raise ValueError(f"{name} auto needs the training records' length histogram, which this model was saved "
+                             "without; give a number")
+        return draw_lengths(length_counts, num_rows, torch.Generator().manual_seed(seed), longest=longest).tolist()
+    number = int(value) if isinstance(value, str) and value.isdigit() else value
+    if isinstance(number, bool) or not isinstance(number, numbers.Integral) or not 1 <= number <= longest:
+        raise ValueError(f"{name} must be auto or an integer in [1, {longest}] (the length less BOS and one EOS), "
+                         f"got {value!r}")
+    return [int(number)] * num_rows
+
+
+class RecordSampling(NamedTuple):
+    """The model and the pinned positions a sampler draws records with (``record_sampling``)."""
+
+    model: object
+    condition: Condition | None
+
+
+def record_sampling(model, fmt: RecordFormat, mask_id: int | None, num_rows: int, length: int,
+                    body_lengths: Sequence[int] | Tensor | None = None,
+                    prompt: Condition | None = None) -> RecordSampling:
+    """How to sample ``num_rows`` records of ``fmt`` in a canvas of ``length``: BOS pinned at 0 and the model kept
+    on the format's support (``on_record_support``: the model places EOS); or, with ``body_lengths`` (length-first),
+    EOS pinned after each row's body and the special tokens never drawn (``without_tokens``). ``prompt``: a
+    Condition already broadcast to num_rows, merged into the pinned positions (ValueError on a clash)."""
+    condition = fmt.condition(num_rows, length, body_lengths, prompt=prompt)
+    if body_lengths is not None:
+        return RecordSampling(without_tokens(model, fmt.specials), condition)
+    return RecordSampling(on_record_support(model, fmt, mask_id, length=length), condition)
 
 
 def _check_lengths(body_lengths, num_rows: int, longest: int) -> Tensor:
@@ -163,7 +222,8 @@ def without_tokens(model, token_ids) -> object:
     return wrapped
 
 
-def on_record_support(model, fmt: RecordFormat, mask_id: int | None, must_end: bool = True) -> object:
+def on_record_support(model, fmt: RecordFormat, mask_id: int | None, must_end: bool = True,
+                      length: int | None = None) -> object:
     """``model`` whose predictions at x_t put no mass outside the EOS-padded layout ``[BOS] letter+ EOS*``:
 
         EOS excluded at i   when i is the first body position, or a body letter already stands at some j > i
@@ -176,7 +236,9 @@ def on_record_support(model, fmt: RecordFormat, mask_id: int | None, must_end: b
     never places EOS within the canvas. The length stays the model's: the sampler still decides where EOS goes.
     ``must_end`` (the default) asks every record to end inside the canvas, as records do when training drops
     the ones that do not fit (``data.long_records=drop``); a model trained on cropped windows of long records
-    learned rows without EOS, which this truncates.
+    learned rows without EOS, which this truncates. ``length``: the canvas's length, when the sampler may call the
+    model on a prefix of it (block samplers call it on the finished blocks plus the current one): the last
+    position is then forced to EOS only on a call that reaches it (None: every call covers the canvas).
     ``mask_id``: the graph's MASK id (None for graphs without one). Output [B, L, S], excluded entries at a large
     negative finite value; time-freedom kept."""
     from discdiff.model_call import is_time_free
@@ -192,7 +254,7 @@ def on_record_support(model, fmt: RecordFormat, mask_id: int | None, must_end: b
         is_eos = x_t == fmt.eos_id
         letter_after = (letter.flip(-1).cumsum(-1).flip(-1) - letter.long()) > 0  # [B, L] a letter at some j > i
         eos_before = (is_eos.cumsum(-1) - is_eos.long()) > 0  # [B, L] an EOS at some j < i
-        if must_end:
+        if must_end and (length is None or x_t.shape[-1] == length):
             eos_before[:, -1] = True
         no_eos = letter_after.clone()
         no_eos[:, fmt.offset] = True

@@ -23,29 +23,22 @@ import torch
 
 from discdiff.autoregressive import Autoregressive
 from discdiff.data.template import TemplateError, template_ids
-from discdiff.sampling import OPTIONS, SAMPLERS, check_request_option, default_sampler, infill_rows, infill_template
+from discdiff.sampling import (
+    OPTIONS,
+    SAMPLERS,
+    check_request_option,
+    default_record_sampler,
+    default_sampler,
+    infill_rows,
+    infill_template,
+)
 from discdiff.seeding import seed_for
 
-from .limits import Limits, RequestError, Stopped
+from .display import EXAMPLES, MODALITIES, token_strings
+from .limits import Limits, RequestError, Stopped, check_blocks
+from .records import RecordView, request_lengths
 
 __all__ = ["Engine", "Job", "Limits", "RequestError", "Stopped"]
-
-# The modality decides how the page draws tokens; keyed by the tokenizer's `kind`.
-MODALITIES = {"char": "text", "bpe": "text", "gpt2": "text", "protein": "protein", "dna": "dna", "pixels": "image"}
-
-# Starting points offered on the page, per modality; only those the tokenizer can encode are shown.
-EXAMPLES = {
-    "text": [("infill", "To be, or {6} to be: that is the {8}.", None),
-             ("infill", "to be or ___ to be", None),
-             ("complete", "ROMEO:\n", 128),
-             ("complete", "the ", 64),
-             ("unconditional", "", 128)],
-    "protein": [("infill", "MKTAYIAK{12}GLVEEL{8}W", None), ("complete", "M", 64), ("unconditional", "", 64)],
-    "dna": [("infill", "ATG{30}TAA", None), ("complete", "TATAAA", 64), ("unconditional", "", 64)],
-    "image": [("unconditional", "", None)],
-    "ids": [("unconditional", "", 64)],
-}
-
 
 @dataclass
 class Job:
@@ -60,6 +53,7 @@ class Job:
     extras: dict = field(default_factory=dict)  # sampler-specific (confidence: threshold, block_length)
     label: int | None = None  # the class of a class-conditional model
     prompts: list[list[int | None]] | None = None  # several prompts: one template per prompt (ids = the first)
+    record_lengths: list[int] | None = None  # a record model's body length per row (length-first), else None
 
     @property
     def length(self) -> int:
@@ -75,6 +69,7 @@ _FIELDS: dict[str, tuple[type | tuple, str]] = {
     "seed": (int, "an integer or null"),
     "label": ((int, str), "a class name, an integer or null"),
     "prompts": (list, "a list of strings (prompts of different lengths, one batch; needs a length)"),
+    "record_length": ((int, str), "an integer, \"auto\" or null (record models: the body length)"),
 }
 _SAMPLER_FIELDS = [name for name, opt in OPTIONS.items() if opt.web]
 # the options every sampler reads go to Job.options; those of one sampler (confidence's) to Job.extras
@@ -82,10 +77,12 @@ _SHARED = [name for name in _SAMPLER_FIELDS if name not in ("sampler", "steps") 
 
 
 class Engine:
-    """A loaded diffusion checkpoint plus the limits of the server that shows it."""
+    """A loaded diffusion checkpoint plus the limits of the server that shows it. ``records``: the saved record
+    layout (a config's ``records``) of a model trained with data.records=eos, sampled as records (records.py)."""
 
     def __init__(self, model, diffusion, tokenizer, limits: Limits | None = None, *, name: str = "model",
-                 device: str | torch.device = "cpu", context: int | None = None, conditioning: dict | None = None):
+                 device: str | torch.device = "cpu", context: int | None = None, conditioning: dict | None = None,
+                 records: dict | None = None):
         if diffusion is None or isinstance(diffusion, Autoregressive):
             raise ValueError("the demo shows diffusion models; this checkpoint is the autoregressive baseline")
         self.model, self.diffusion, self.tokenizer = model, diffusion, tokenizer
@@ -105,7 +102,12 @@ class Engine:
         self.block_size = getattr(diffusion, "block_size", None)
         self.samplers = [n for n, s in SAMPLERS.items() if not (s.needs_mask and self.graph.mask_id is None)
                          and (s.needs_mask or self.block_size is None)]
-        self.default_sampler = default_sampler(self.graph, diffusion.parameterization)
+        # a model trained on records (its saved `records` layout) samples them as `discdiff sample` does (records.py);
+        # a block model fills its blocks as before (the record support is a full-sequence wrapper)
+        self.records = RecordView.of(records, tokenizer, self.graph.num_clean_states) if self.block_size is None \
+            else None
+        self.default_sampler = (default_record_sampler(self.graph, diffusion.parameterization)[0] if self.records
+                                else default_sampler(self.graph, diffusion.parameterization))
         if self.modality == "image":
             pixels = tokenizer.height * tokenizer.width
             if pixels > self.limits.max_length:
@@ -124,38 +126,29 @@ class Engine:
         from discdiff.cli_condition import conditioning_of
 
         return cls(pre.model, pre.diffusion, pre.tokenizer, limits, name=name, device=device,
-                   context=pre.config.get("context"), conditioning=conditioning_of(pre))
+                   context=pre.config.get("context"), conditioning=conditioning_of(pre),
+                   records=pre.config.get("records"))
 
     # ------------------------------------------------------------------ what the page needs
 
     def token_strings(self) -> list[str]:
-        """How each id is drawn on the page: its text (a character, a BPE piece) or, for pixels, its grey."""
-        vocab = self.graph.num_clean_states
-        if self.modality == "image":
-            import numpy as np
-
-            tok = self.tokenizer
-            every_id = np.repeat(np.arange(vocab)[:, None], tok.height * tok.width, axis=1)  # (V, H*W)
-            return [str(g) for g in tok.decode(every_id)[:, 0, 0].tolist()]  # each id's grey level
-        if self.tokenizer is None:
-            return [str(i) for i in range(vocab)]
-        out = []
-        for i in range(vocab):
-            try:
-                out.append(self.tokenizer.decode([i]))
-            except ValueError:
-                out.append(f"<{i}>")
-        return out
+        """How each id is drawn on the page (display.token_strings)."""
+        return token_strings(self.tokenizer, self.modality, self.graph.num_clean_states)
 
     def examples(self) -> list[dict]:
         found = []
         for label, template, length in EXAMPLES[self.modality]:
+            if length is None and template and self.records is not None:
+                length = 64  # room after the template for the record's end
             if length is not None:
                 length = min(length, self.context)
             try:
-                template_ids(template, self._text_tokenizer(), length or (None if template else self.context),
-                             self.limits.max_length)
-            except TemplateError:
+                if self.records is not None:  # after BOS
+                    self._template(template, length or (None if template else self.context))
+                else:
+                    template_ids(template, self._text_tokenizer(), length or (None if template else self.context),
+                                 self.limits.max_length)
+            except ValueError:  # TemplateError, RequestError
                 continue
             found.append({"label": label, "template": template, "length": length})
         return found
@@ -185,6 +178,7 @@ class Engine:
                          "steps": min(64, self.limits.max_steps), "num_samples": 1, "temperature": 1.0},
             "examples": self.examples(),
             "labels": self._label_names(),  # a class-conditional model's classes (the page's picker), else None
+            "records": self.records.info() if self.records else None,  # special ids; the page's Record length
         }
 
     def _label_names(self) -> list[str] | None:
@@ -214,7 +208,7 @@ class Engine:
             if isinstance(value, bool) or not isinstance(value, kind):
                 raise RequestError(f"{name} must be {described}, got {value!r}")
         lim = self.limits
-        sampler = self._sampler(payload.get("sampler"))
+        sampler = self._sampler(payload.get("sampler"), payload.get("record_length") is not None)
         options = self._options(sampler, payload, {"steps": lim.max_steps})
         steps = options.pop("steps", 64)
         num_samples = payload.get("num_samples", 1)
@@ -227,9 +221,11 @@ class Engine:
             seed = secrets.randbelow(2**31)
         elif not 0 <= seed < 2**63:
             raise RequestError(f"seed must lie in [0, 2^63), got {seed}")
+        rows = num_samples * (len(prompts) if prompts else 1)
+        lengths = request_lengths(self.records, payload.get("record_length"), rows, len(ids), seed)
         extras = {k: options.pop(k) for k in list(options) if k not in _SHARED}
         if self.block_size is None:
-            self._check_blocks(extras, steps, len(ids))
+            check_blocks(extras, steps, len(ids))
         else:  # steps are per block; the confidence sampler's blocks are the model's own
             try:
                 self.diffusion.check_block_length(extras.get("block_length"))
@@ -237,7 +233,9 @@ class Engine:
                 raise RequestError(str(e)) from None
         known = any(i is not None for i in ids)  # a prompt or infill: guidance's null branch may mask it
         label = self._label(payload.get("label"), options.get("guidance"), known)
-        return Job(sampler, steps, num_samples, ids, seed, options, extras, label, prompts)
+        job = Job(sampler, steps, num_samples, ids, seed, options, extras, label, prompts, lengths)
+        self._setup(job)  # a prompt over a record's pinned EOS is refused now, not mid-stream
+        return job
 
     def _label(self, label, guidance: float | None, has_prompt: bool) -> int | None:
         """The request's class id (a name or an integer), and whether its guidance has a trained null branch."""
@@ -269,7 +267,9 @@ class Engine:
         literal = ["".join("\\" + c if c in "_{}\\" else c for c in p) for p in prompts]
         return [self._template(t, payload["length"]) for t in literal]
 
-    def _sampler(self, sampler) -> str:
+    def _sampler(self, sampler, length_first: bool = False) -> str:
+        if sampler is None and self.records is not None:  # first_hitting unless EOS is pinned (length-first)
+            return default_record_sampler(self.graph, self.diffusion.parameterization, length_first)[0]
         if sampler is None:
             return self.default_sampler
         if not isinstance(sampler, str):
@@ -307,22 +307,14 @@ class Engine:
                 raise RequestError(f"image models draw whole {self.tokenizer.height}x{self.tokenizer.width} images: "
                                    "leave the template and the length empty")
             return [None] * pixels
-        if length is not None and not 1 <= length <= lim.max_length:
-            raise RequestError(f"length must lie in [1, {lim.max_length}], got {length}")
+        head = self.records.head() if self.records else []  # a record's BOS, pinned before the template
+        if length is not None and not len(head) + 1 <= length <= lim.max_length:
+            raise RequestError(f"length must lie in [{len(head) + 1}, {lim.max_length}], got {length}")
         try:
-            return template_ids(template, self._text_tokenizer(), length, lim.max_length)
+            return head + template_ids(template, self._text_tokenizer(), None if length is None else length - len(head),
+                                       lim.max_length - len(head))
         except TemplateError as e:
             raise RequestError(f"template: {e}") from None
-
-    @staticmethod
-    def _check_blocks(extras: dict, steps: int, length: int) -> None:
-        """The confidence sampler's limits that depend on the request's length and steps."""
-        threshold, block_length = extras.get("threshold"), extras.get("block_length")
-        if block_length is not None and not block_length <= length:
-            raise RequestError(f"block_length must lie in [1, {length}] (the length), got {block_length}")
-        blocks = -(-length // (block_length or length))
-        if threshold is None and steps < blocks:
-            raise RequestError(f"steps ({steps}) must be at least the number of blocks ({blocks})")
 
     # ------------------------------------------------------------------ generation
 
@@ -349,14 +341,23 @@ class Engine:
             return [0] * x.shape[0]
         return (x == self.graph.mask_id).sum(-1).tolist()
 
-    def _run(self, job: Job, emit, check) -> None:
-        L = job.length
+    def _setup(self, job: Job):
+        """(model, condition) of a job: its template or prompts; a record model's BOS, support or pinned EOS."""
+        rows = job.num_samples * (len(job.prompts) if job.prompts else 1)
         if job.prompts:  # several prompts in one batch: a Condition row each, every row its own seed
             template = infill_rows([p for p in job.prompts for _ in range(job.num_samples)])
         else:
             template = infill_template(job.ids)
+        if self.records is None:
+            return self.model, template
+        return self.records.sampling(self.model, self.graph, template, rows, job.length, job.record_lengths)
+
+    def _run(self, job: Job, emit, check) -> None:
+        L = job.length
+        model, condition = self._setup(job)
         B = job.num_samples * (len(job.prompts) if job.prompts else 1)
-        known = template.known[0].tolist()
+        known_rows = condition.known.expand(B, L) if condition is not None else torch.zeros(B, L, dtype=torch.bool)
+        shown = self.records.shown if self.records else (lambda x: x)  # a record reads up to its first EOS
         prev = None
         steps_taken = 0
         total_steps = job.steps * (1 if self.block_size is None else -(-L // self.block_size))  # steps per block
@@ -369,13 +370,13 @@ class Engine:
         def on_step(step: int, state: torch.Tensor, nfe: int) -> None:
             nonlocal prev, steps_taken
             check()  # raises Stopped when the client left or the request timed out: sampling stops
-            cur = state.detach().to("cpu", copy=True)
+            cur = shown(state.detach().to("cpu", copy=True))
             if step == 0:
                 emit("start", {"length": L, "num_samples": B, "seed": job.seed, "sampler": job.sampler,
                                "steps": job.steps, "total_steps": total_steps, "block_size": self.block_size,
-                               "state": cur.tolist(), "known": known,
-                               "known_rows": template.known.expand(B, L).tolist(),
-                               "masked": self._masked(cur)})
+                               "state": cur.tolist(), "known": known_rows[0].tolist(),
+                               "known_rows": known_rows.tolist(), "masked": self._masked(cur),
+                               "record_lengths": job.record_lengths})
             else:
                 emit("step", {"step": step, "nfe": nfe, "elapsed": time.perf_counter() - t0,
                               "changes": changes(cur), "masked": self._masked(cur)})
@@ -383,13 +384,14 @@ class Engine:
 
         extra = {**job.options, **job.extras, **self._randomness(job.seed, B)}
         extra.update({"label": job.label} if job.label is not None else {})
-        out = self.diffusion.sample(self.model, B, L, job.sampler, steps=job.steps, condition=template,
+        out = self.diffusion.sample(model, B, L, job.sampler, steps=job.steps, condition=condition,
                                     device=self.device, callback=on_step, **extra)
         final = out.samples.detach().to("cpu", copy=True)
+        rows, records = self.records.result(final) if self.records else (final.tolist(), None)
         emit("done", {"steps_taken": steps_taken, "nfe": out.nfe,
                       "nfe_per_row": out.nfe_per_row.tolist(), "elapsed": time.perf_counter() - t0,
-                      "changes": changes(final), "text": [self.decode(r) for r in final.tolist()],
-                      "seed": job.seed})
+                      "changes": changes(shown(final)), "text": [self.decode(r) for r in rows],
+                      "records": records, "seed": job.seed})
 
     def decode(self, row: list[int]) -> str | None:
         """The final text of a row (None for images and id-only checkpoints: the page draws those)."""

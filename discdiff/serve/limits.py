@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Limits", "RequestError", "Stopped"]
+__all__ = ["Limits", "RequestError", "Stopped", "check_blocks"]
 
 
 class RequestError(ValueError):
@@ -40,3 +40,13 @@ class Limits:
         if not self.timeout_s > 0:
             raise ValueError(f"timeout_s must be positive, got {self.timeout_s!r}")
         return self
+
+
+def check_blocks(extras: dict, steps: int, length: int) -> None:
+    """The confidence sampler's limits that depend on the request's length and steps."""
+    threshold, block_length = extras.get("threshold"), extras.get("block_length")
+    if block_length is not None and not block_length <= length:
+        raise RequestError(f"block_length must lie in [1, {length}] (the length), got {block_length}")
+    blocks = -(-length // (block_length or length))
+    if threshold is None and steps < blocks:
+        raise RequestError(f"steps ({steps}) must be at least the number of blocks ({blocks})")

@@ -104,15 +104,16 @@ def conditioning_record(num_classes: int | None, p_drop: float, dataset) -> dict
             "prompt_response": prompts}
 
 
-# An autoregressive (causal) network may start a block-diffusion model (SDAR, Fast-dLLM v2): the weights are the
-# same tensors; only the attention pattern changes (causal -> bidirectional within a block, causal across), and
-# the id V row of the embedding, BOS in the AR model, becomes the mask token's.
+# An autoregressive (causal) network may start a diffusion model: a block-diffusion one (SDAR, Fast-dLLM v2) or a
+# full-sequence one (DiffuLLaMA, Dream: "adaptation from AR"). The weights are the same tensors; only the
+# attention pattern changes (causal -> bidirectional, within a block or everywhere), and the id V row of the
+# embedding, BOS in the AR model, becomes the mask token's.
 AR_TO_BLOCKS = ("causal", "block_size")
 
 
 def init_weights_from(model: torch.nn.Module, path) -> str:
     """Load the weights of the model at ``path`` (anything ``from_pretrained`` accepts) into ``model``,
-    after checking that the two architectures match (an AR model may start a block model: see AR_TO_BLOCKS);
+    after checking that the two architectures match (an AR model may start a diffusion model: see AR_TO_BLOCKS);
     returns where they came from. Raises ValueError naming the fields that differ."""
     from .recipe import from_pretrained
 
@@ -120,7 +121,7 @@ def init_weights_from(model: torch.nn.Module, path) -> str:
     mine, theirs = model.config, getattr(source.model, "config", None)
     if not isinstance(theirs, TransformerConfig):
         raise ValueError(f"--init-from {path}: not a discdiff DiffusionTransformer")
-    free = ("dropout",) + (AR_TO_BLOCKS if theirs.causal and mine.block_size is not None else ())
+    free = ("dropout",) + (AR_TO_BLOCKS if theirs.causal and not mine.causal else ())
     differ = [f"{k} {getattr(theirs, k)!r} vs {getattr(mine, k)!r}" for k in vars(mine)
               if k not in free and getattr(mine, k) != getattr(theirs, k, None)]
     if differ:

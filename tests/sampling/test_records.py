@@ -12,7 +12,7 @@ import torch
 import discdiff as dd
 from discdiff.evaluation.validity import image_validity, ks_noise_floor, length_ks, record_stats, record_validity
 from discdiff.exact import ToyDistribution
-from discdiff.sampling.records import RecordFormat, draw_lengths, on_record_support, without_tokens
+from discdiff.sampling.records import RecordFormat, draw_lengths, on_record_support, record_lengths, without_tokens
 
 from .helpers import total_variation
 
@@ -162,3 +162,37 @@ def test_the_ks_noise_floor_is_the_brownian_bridge_limit():
     assert ks_noise_floor(population + 0.2, population, num=100)[0] > 0.15
     with pytest.raises(ValueError, match="non-empty"):
         ks_noise_floor([], [1, 2], num=10)
+
+
+def test_ended_pads_after_the_first_eos_and_record_lengths_parse_a_request():
+    fmt = RecordFormat(eos_id=2, bos_id=1, pad_id=0)
+    x = torch.tensor([[1, 5, 2, 6, 9, 0], [1, 5, 6, 7, 9, 6], [1, 2, 5, 2, 9, 9]])  # 9: MASK
+    assert fmt.ended(x).tolist() == [[1, 5, 2, 2, 2, 2], [1, 5, 6, 7, 9, 6], [1, 2, 2, 2, 2, 2]]
+    assert record_lengths(None, fmt, 3, 6) is None
+    assert record_lengths(4, fmt, 2, 6) == record_lengths("4", fmt, 2, 6) == [4, 4]
+    auto = record_lengths("auto", fmt, 50, 6, length_counts=[9, 0, 1, 0, 1, 5], seed=3)
+    assert set(auto) == {2, 4} and auto == record_lengths("auto", fmt, 50, 6, [9, 0, 1, 0, 1, 5], seed=3)
+    for bad in (0, 5, "x", 2.0, True):
+        with pytest.raises(ValueError, match=r"record_length must be auto or an integer in \[1, 4\]"):
+            record_lengths(bad, fmt, 1, 6)
+    with pytest.raises(ValueError, match="--record-length needs a model trained on records"):
+        record_lengths(3, None, 1, 6, name="--record-length")
+    with pytest.raises(ValueError, match="length histogram"):
+        record_lengths("auto", fmt, 1, 6)
+
+
+@pytest.mark.parametrize("sampler,opts", [("ancestral", {"steps": 16}), ("first_hitting", {})])
+def test_the_record_support_keeps_the_exact_law_under_block_sampling(sampler, opts):
+    """A block sampler (b = 2 on the canvas of 4) calls the model on the finished blocks plus the current one; with
+    the canvas length given, the support forces EOS only where a call reaches the canvas's end, so the exact block
+    conditionals still reproduce the records' joint law. Without it the first block's last position would be
+    forced to EOS (every body of length 1)."""
+    g = dd.Absorbing(3)
+    oracle = TOY.block_denoiser_model(g, 2)
+    bd = dd.BlockDiffusion(g, dd.LogLinear(), 2)
+    model = on_record_support(oracle, FMT, g.mask_id, length=4)
+    out = bd.sample(model, N, 4, sampler, generator=torch.Generator().manual_seed(6), **opts)
+    assert total_variation(out.samples, TOY.probs, 3) <= 0.03
+    blind = bd.sample(on_record_support(oracle, FMT, g.mask_id), 64, 4, sampler,
+                      generator=torch.Generator().manual_seed(6), **opts)
+    assert set(FMT.body_lengths(blind.samples).tolist()) == {1}  # the defect the length argument removes

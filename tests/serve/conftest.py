@@ -26,6 +26,13 @@ def dna_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def dna_records_checkpoint(tmp_path_factory) -> Path:
+    """A random DNA model saved as if trained on EOS-padded records of body length 3 or 5 (context 16)."""
+    layout = {"padding": "eos", "eos_id": 2, "bos_id": 1, "pad_id": 0, "length_counts": [0, 0, 0, 4, 0, 6]}
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "dna-records", DNATokenizer(), 16, records=layout)
+
+
+@pytest.fixture(scope="session")
 def pixel_checkpoint(tmp_path_factory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "pixels", PixelTokenizer(8, 6, 6), 36)
 

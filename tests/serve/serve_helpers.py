@@ -22,8 +22,10 @@ TINY = ModelConfig(d_model=32, n_layers=1, n_heads=2, cond_dim=16)
 
 
 def make_checkpoint(directory: Path, tokenizer, context: int, diffusion: DiffusionConfig | None = None,
-                    model_cfg: ModelConfig = TINY, seed: int = 0, train_steps: int = 0) -> Path:
-    """An untrained (or briefly trained on TEXT) tiny DiffusionTransformer saved with save_pretrained."""
+                    model_cfg: ModelConfig = TINY, seed: int = 0, train_steps: int = 0,
+                    records: dict | None = None) -> Path:
+    """An untrained (or briefly trained on TEXT) tiny DiffusionTransformer saved with save_pretrained
+    (``records``: a record layout, as a model trained with data.records=eos is saved)."""
     diffusion = diffusion or DiffusionConfig()
     torch.manual_seed(seed)
     model = build_model(model_cfg, diffusion, tokenizer.vocab_size, context)
@@ -31,7 +33,7 @@ def make_checkpoint(directory: Path, tokenizer, context: int, diffusion: Diffusi
         _train_on_text(model, diffusion, tokenizer, context, train_steps)
     tok_dir = tokenizer.save(directory.parent / f"{directory.name}-tokenizer")
     return save_pretrained(directory, model.eval(), model_cfg=model_cfg, diffusion_cfg=diffusion,
-                           vocab_size=tokenizer.vocab_size, context=context, tokenizer_dir=tok_dir)
+                           vocab_size=tokenizer.vocab_size, context=context, tokenizer_dir=tok_dir, records=records)
 
 
 def _train_on_text(model, diffusion_cfg, tokenizer, context, steps):

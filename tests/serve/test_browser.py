@@ -139,6 +139,7 @@ def test_protein_residues_and_image_pixels_render(browser, protein_checkpoint, p
         page = browser.new_page()
         page.goto(f"http://{host}:{port}/")
         page.wait_for_selector("body[data-status=idle]", timeout=10_000)
+        assert not page.is_visible("#record-length-field")  # not trained on records
         _generate(page, "MKTA{8}GLV", "confidence", steps=8, delay_ms=0)
         page.wait_for_selector("body[data-status=done]", timeout=20_000)
         assert page.text_content("pre.final-text").startswith("MKTA")
@@ -154,3 +155,36 @@ def test_protein_residues_and_image_pixels_render(browser, protein_checkpoint, p
         page.wait_for_selector("body[data-status=done]", timeout=20_000)
         assert page.evaluate("() => document.querySelectorAll('#rows canvas').length") == 2
         page.screenshot(path=str(tmp_path / "image.png"))
+
+
+def test_a_record_model_shows_each_record_to_its_end(browser, dna_records_checkpoint, tmp_path):
+    """The Record length field (a record model only): records of the asked length, each row's length and validity
+    shown, and no letter drawn after a row's end in any frame."""
+    engine = Engine.load(dna_records_checkpoint, Limits(max_steps=64, max_samples=4))
+    with live_server(engine) as (host, port):
+        page = browser.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"http://{host}:{port}/")
+        page.wait_for_selector("body[data-status=idle]", timeout=10_000)
+        assert page.is_visible("#record-length-field") and page.input_value("#sampler") == "first_hitting"
+        for record_length, lengths in (("5", {5}), ("", None)):
+            page.fill("#record_length", record_length)
+            page.fill("#template", "")
+            page.fill("#length", "16")  # the whole context: [BOS] and 15 positions
+            _generate(page, None, "first_hitting", steps=8, delay_ms=0, samples=3)
+            page.wait_for_selector("body[data-status=done], body[data-status=error]", timeout=20_000)
+            assert page.text_content("#error") == ""
+            finals = page.eval_on_selector_all("pre.final-text", "(els) => els.map(e => e.textContent)")
+            tags = page.eval_on_selector_all("#final h3 .record", "(els) => els.map(e => e.textContent)")
+            assert tags == [f" · length {len(f)} · well formed" for f in finals] and all(set(f) <= set("ACGTN")
+                                                                                        for f in finals)
+            assert lengths is None or {len(f) for f in finals} == lengths
+            # after each row's first end mark only end marks: the padding, never a letter
+            after = page.evaluate("() => [...document.querySelectorAll('#rows .row')].map(r => [...r.querySelectorAll("
+                                  "'span.end ~ span')].filter(s => !s.classList.contains('end')).length)")
+            assert after == [0, 0, 0]
+            page.screenshot(path=str(tmp_path / f"records-{record_length or 'model'}.png"), full_page=True)
+            page.goto(f"http://{host}:{port}/")  # a fresh page for the next request
+            page.wait_for_selector("body[data-status=idle]", timeout=10_000)
+        assert not errors, errors

@@ -1,5 +1,6 @@
-"""An autoregressive run may start a block-diffusion run (--init-from), as SDAR and Fast-dLLM v2 do: the same
-tensors, a different attention pattern. Any other architecture difference is still refused by name."""
+"""An autoregressive run may start a block-diffusion run (--init-from), as SDAR and Fast-dLLM v2 do, or a
+full-sequence one (DiffuLLaMA, Dream): the same tensors, a different attention pattern. Any other architecture
+difference is still refused by name."""
 
 import pytest
 import torch
@@ -29,9 +30,17 @@ def test_a_block_model_starts_from_an_ar_models_weights(ar_run, tmp_path):
     trainer.close()
 
 
-def test_a_full_sequence_model_from_an_ar_model_is_refused_by_name(ar_run, tmp_path):
-    with pytest.raises(ValueError, match=r"architecture differs .*causal True vs False"):
-        Trainer(tiny_config(tmp_path / "m", "model.time_conditioning=false", "steps=2", f"init_from={ar_run}"))
+def test_a_full_sequence_model_starts_from_an_ar_models_weights(ar_run, tmp_path):
+    trainer = Trainer(tiny_config(tmp_path / "m", "model.time_conditioning=false", "steps=2", f"init_from={ar_run}"))
+    assert trainer.model.config.block_size is None and not trainer.model.config.causal
+    source, mine = from_pretrained(ar_run).model.state_dict(), trainer.model.state_dict()
+    assert source.keys() == mine.keys() and all(torch.equal(v, mine[k]) for k, v in source.items())
+    trainer.close()
+
+
+def test_a_time_conditioned_model_from_an_ar_model_is_refused_by_name(ar_run, tmp_path):
+    with pytest.raises(ValueError, match=r"architecture differs .*time_conditioning False vs True"):
+        Trainer(tiny_config(tmp_path / "t", "model.time_conditioning=true", "steps=2", f"init_from={ar_run}"))
 
 
 def test_an_ar_model_into_a_block_model_of_another_width_is_still_refused(ar_run, tmp_path):

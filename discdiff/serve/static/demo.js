@@ -42,6 +42,8 @@ async function init() {
   }
   $("sampler").value = info.defaults.sampler;
   $("label-field").hidden = !info.labels;  // a class-conditional model: pick its class
+  $("record-length-field").hidden = !info.records;  // a record model: where its records end
+  if (info.records && info.records.auto_length) $("record_length").placeholder = "model's, or auto";
   for (const [i, name] of (info.labels || []).entries()) {
     const opt = document.createElement("option");
     opt.value = String(i);
@@ -77,8 +79,11 @@ async function init() {
 function onSamplerChange() {
   const sampler = $("sampler").value;
   document.body.classList.toggle("confidence", sampler === "confidence");
+  const records = demo.info && demo.info.records;
   $("sampler-note").textContent = sampler === "first_hitting"
-    ? "first_hitting reveals one token per model call: steps are ignored" : "";
+    ? "first_hitting reveals one token per model call: steps are ignored" +
+      (records ? "; every record stays well formed" : "")
+    : records ? "each record is cut at its first end (·); first_hitting keeps every record well formed" : "";
 }
 
 function readForm() {
@@ -90,6 +95,10 @@ function readForm() {
   }
   if (demo.info.modality === "image") delete body.template;
   if (demo.info.labels) body.label = Number.parseInt($("label").value, 10);
+  const recordLength = $("record_length").value.trim();  // empty: the model decides where each record ends
+  if (demo.info.records && recordLength) {
+    body.record_length = /^\d+$/.test(recordLength) ? Number.parseInt(recordLength, 10) : recordLength;
+  }
   // several prompts, one per line: one batch, rows grouped by prompt (num_samples rows each)
   const lines = $("prompts").value.split("\n").map((l) => l.replace(/\r$/, "")).filter((l) => l.length);
   demo.prompts = lines.length && demo.info.modality !== "image" ? lines : null;
@@ -270,6 +279,7 @@ function tokenClass(id, p, r) {
   if (demo.knownRows ? demo.knownRows[r][p] : demo.known[p]) classes.push("known");
   if (id === info.mask_id) return [...classes, "mask"].join(" ");
   if (info.special_ids.includes(id)) classes.push("special");
+  if (info.records && id === info.records.eos_id) classes.push("end");  // the record's end, then its padding
   const text = info.tokens[id];
   if (info.modality === "protein" && PROTEIN_GROUPS[text]) classes.push("g-" + PROTEIN_GROUPS[text]);
   if (info.modality === "dna" && text.length === 1) classes.push("nt-" + text);
@@ -278,6 +288,7 @@ function tokenClass(id, p, r) {
 
 function tokenText(id) {
   if (id === demo.info.mask_id) return "░";
+  if (demo.info.records && id === demo.info.records.eos_id) return "·";
   const text = demo.info.tokens[id];
   return text === "\n" ? "↵\n" : text;
 }
@@ -363,6 +374,13 @@ function showFinal(f) {
     div.className = "row";
     const h = document.createElement("h3");
     h.textContent = `${rowTitle(r)} · ${f.nfe_per_row[r]} model calls · seed ${f.seed}, row ${r}`;
+    const record = f.records && f.records[r];  // a record model: the row cut at its first EOS
+    if (record) {
+      const tag = document.createElement("span");
+      tag.className = "record" + (record.well_formed ? "" : " bad");
+      tag.textContent = ` · length ${record.length} · ${record.well_formed ? "well formed" : "not well formed"}`;
+      h.append(tag);
+    }
     const pre = document.createElement("pre");
     pre.className = "final-text";
     pre.textContent = text;
