@@ -20,7 +20,13 @@ time) and evaluated by ``discdiff.evaluation`` on the same seeded spread of vali
 64, L with k-DCE (b = 1: the exact AR NLL as a bound) and the AR baseline (exact). Beside it, for context
 only (OpenWebText, 1024 tokens, GPT-2 BPE, 110M parameters, 1M steps): BD3-LM's published perplexities.
 
+Quality (benchmarks/block_quality.py): the same four sampling rows with the likelihood part's *trained* models
+(b = L full-sequence, b = ``--quality-block-size``, AR) at the context and beyond it (sliding windows), each
+with tokens/s, NFE and the NLL of its samples under an independently trained AR judge, beside validation text.
+
     PYTHONPATH=. python benchmarks/block_diffusion.py --out docs/results/block_diffusion       # ~10 min here
+    PYTHONPATH=. python benchmarks/block_diffusion.py --parts quality --models-dir M --judge-dir J \
+        --out docs/results/block_diffusion                                                    # ~10 min here
     PYTHONPATH=. python benchmarks/block_diffusion.py --quick --out /tmp/bd                    # CI: < 60 s
 """
 
@@ -39,6 +45,7 @@ import time
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import block_quality as bq  # noqa: E402  (benchmarks/block_quality.py: the quality part)
 import likelihood as lik  # noqa: E402  (benchmarks/likelihood.py: equal-budget training, evaluation)
 
 from discdiff.evaluation.results import pyplot, save_results  # noqa: E402
@@ -192,7 +199,7 @@ def run_likelihood(args) -> list[dict]:
 
 # ------------------------------------------------------------------ reporting
 
-PARTS = ("speed", "train", "likelihood")
+PARTS = ("speed", "train", "likelihood", "quality")
 
 
 def _part_note(meta: dict, part: str) -> str:
@@ -233,7 +240,9 @@ def markdown(rows: dict, meta: dict) -> str:
         lines += ["", "Unigram entropy of the evaluation windows (bits/token): "
                   + ", ".join(f"{c} {u:.3f}" for c, u in unigram.items()) + ".", "",
                   f"Context only, not a comparison of scale: published OWT perplexities (BD3-LM, arXiv 2503.09573): "
-                  f"{ref}.", "", _part_note(meta, "likelihood")]
+                  f"{ref}.", "", _part_note(meta, "likelihood"), ""]
+    if rows.get("quality"):
+        lines += [*bq.markdown(rows["quality"], meta), _part_note(meta, "quality")]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -241,7 +250,9 @@ def plot(rows: dict, path: pathlib.Path) -> None:
     plt = pyplot(path)
     if plt is None:
         return
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    quality = bool(rows.get("quality"))
+    fig, axes = plt.subplots(1, 2 + quality, figsize=(11 + 5.5 * quality, 4))
+    ax1, ax2 = axes[:2]
     for method in METHODS:
         pts = [(r["length"], r["tokens_per_s"]) for r in rows.get("speed", []) if r["method"] == method]
         if pts:
@@ -260,6 +271,8 @@ def plot(rows: dict, path: pathlib.Path) -> None:
     ax2.set(ylabel="bits / token (bound; AR exact)", title="likelihood at equal CPU-seconds")
     if ax2.get_legend_handles_labels()[0]:
         ax2.legend(fontsize=8)
+    if quality:
+        bq.plot(axes[2], rows["quality"])
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -288,6 +301,7 @@ def parse_args(argv=None):
     p.add_argument("--eval-sequences", type=int, default=128)
     p.add_argument("--draws", type=int, default=4)
     lik.add_model_arguments(p)
+    bq.add_arguments(p)
     p.set_defaults(budget_s=20.0, context=128, threads=2, batch=32)
     args = p.parse_args(argv)
     if args.quick:
@@ -297,6 +311,7 @@ def parse_args(argv=None):
         args.train_repeats, args.block_size = 1, 8
         args.corpora, args.block_sizes, args.eval_sequences, args.draws = ["synthetic"], [4], 8, 2
         args.synthetic_vocab = args.synthetic_vocab or 16
+        bq.quick_settings(args)
     return args
 
 
@@ -339,6 +354,7 @@ def _setups(args) -> dict:
                             f"({args.clock} clock) of training per model, one model at a time, {args.threads} "
                             f"thread(s); eval on a seeded spread of {args.eval_sequences} validation windows, "
                             f"{args.draws} draws per window (block models: k-DCE).",
+        "quality_setup": bq.setup(args),
     }
     if args.quick:
         for part in ("speed", "train"):
@@ -362,7 +378,8 @@ def main(argv=None) -> dict:
         meta = {k: v for k, v in saved["meta"].items() if not any(k.startswith(p) for p in args.parts)}
     command = "python benchmarks/block_diffusion.py " + " ".join(argv if argv is not None else sys.argv[1:])
     setups = _setups(args)
-    runners = {"speed": run_speed, "train": run_train, "likelihood": run_likelihood}
+    runners = {"speed": run_speed, "train": run_train, "likelihood": run_likelihood,
+               "quality": lambda a: bq.run_quality(a, register_kinds)}
     for part in args.parts:
         load_before = os.getloadavg()[0]
         rows[part] = runners[part](args)

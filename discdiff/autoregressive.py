@@ -155,6 +155,10 @@ class Autoregressive:
         ``model.new_kv_cache()`` / ``model.causal_step``), True requires it, False recomputes: step i then runs
         the model on the i + 1 tokens so far. With the cache step i runs one token against the cached keys and
         values of the i before it; the logits are the same to float rounding, so are the samples.
+        Beyond the model's context (``length`` >= ``config.max_len``) the window slides: token i is drawn given
+        the max_len - 1 tokens before it (the cache keeps their keys and values; without it
+        ``discdiff.nn.blocks.sliding_window_forward`` recomputes the same attention), which approximates
+        p(x_i | x_<i) as that function says (deeper layers still carry older tokens).
         Returns ``SampleOutput(samples [B, L], nfe=length, nfe_per_row [B], trajectory=None)``.
         """
         for name, value in (("num_samples", num_samples), ("length", length)):
@@ -170,11 +174,17 @@ class Autoregressive:
         if kv_cache and not has_cache:
             raise ValueError("kv_cache=True needs a causal model with a KV cache (new_kv_cache / causal_step)")
         cache = model.new_kv_cache() if has_cache and kv_cache is not False else None
+        context = getattr(getattr(model, "config", None), "max_len", None)
         for i in range(length):
-            if cache is None:
-                logits = model(out[:, : i + 1], None)[:, -1, : self.vocab_size]  # (B, V): predicts x_i
-            else:  # the token fed at step i is out[:, i]; the i before it are cached
+            if cache is not None:  # the token fed at step i is out[:, i]; the i before it are cached
                 logits = model.causal_step(cache, out[:, i: i + 1])[:, -1, : self.vocab_size]
+                cache.trim(context - 1)  # the sliding window: the next step's token sees the last max_len - 1
+            elif context is not None and i + 1 > context:
+                from .nn.blocks import sliding_window_forward  # here: discdiff.nn imports this module
+
+                logits = sliding_window_forward(model, out[:, : i + 1])[:, -1, : self.vocab_size]
+            else:
+                logits = model(out[:, : i + 1], None)[:, -1, : self.vocab_size]  # (B, V): predicts x_i
             out[:, i + 1] = sample_from_logits(logits, generator, temperature, top_k, top_p)
         nfe_per_row = torch.full((num_samples,), length, dtype=torch.long)
         return SampleOutput(out[:, 1:], length, nfe_per_row)

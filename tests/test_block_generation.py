@@ -134,3 +134,32 @@ def test_kv_cache_errors():
         block_model().extend_kv_cache(model.new_kv_cache(), torch.zeros(1, 1, dtype=torch.long))
     with pytest.raises(ValueError, match="needs a causal model"):
         block_model().causal_step(block_model().new_kv_cache(), torch.zeros(1, 2, dtype=torch.long))
+
+
+@torch.no_grad()
+def test_autoregressive_sliding_cache_equals_the_sliding_forward_and_a_one_layer_window():
+    """30 tokens through a causal model of context 8: every cached step (cache trimmed to 7) equals the causal
+    sliding-window forward over the whole sequence; with one layer, position i's logits are the ordinary forward's
+    last ones over the 8 tokens i-7 .. i alone (rotary scores depend on position differences only)."""
+    for n_layers in (2, 1):
+        torch.manual_seed(0)
+        model = DiffusionTransformer(TransformerConfig(num_states=5, d_model=32, n_layers=n_layers, n_heads=2,
+                                                       max_len=8, time_conditioning=False, causal=True)).eval()
+        x = torch.randint(0, 5, (3, 30), generator=gen(9))
+        slid = sliding_window_forward(model, x)
+        cache, steps = model.new_kv_cache(), []
+        for i in range(30):
+            steps.append(model.causal_step(cache, x[:, i: i + 1]))
+            cache.trim(7)
+            assert cache.length == min(i + 1, 7) and cache.position == i + 1
+        torch.testing.assert_close(torch.cat(steps, 1), slid, rtol=0, atol=1e-5)
+        torch.testing.assert_close(slid[:, :8], model(x[:, :8], None), rtol=0, atol=1e-5)
+    window = torch.stack([model(x[:, i - 7: i + 1], None)[:, -1] for i in range(8, 30)], 1)
+    torch.testing.assert_close(slid[:, 8:], window, rtol=0, atol=1e-5)
+
+
+def test_autoregressive_beyond_the_context_cache_on_and_off_give_identical_samples():
+    model, ar = causal_model(max_len=8), dd.Autoregressive(vocab_size=4)
+    on = ar.sample(model, 3, 27, generator=gen(10), kv_cache=True)
+    off = ar.sample(model, 3, 27, generator=gen(10), kv_cache=False)
+    assert on.samples.shape == (3, 27) and torch.equal(on.samples, off.samples) and (on.samples < 4).all()

@@ -30,6 +30,7 @@ Example::
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -74,11 +75,23 @@ class ARJudge:
     """The AR baseline as judge: exact -log p(sample) on the samples' own token ids.
 
     ``model``: a ``discdiff.nn.ARWrapper`` (or a causal DiffusionTransformer with ``vocab_size``).
-    Samples are id sequences in the model's vocabulary, at most its ``max_len`` long; ``padding_mask`` marks
+    Samples are id sequences in the model's vocabulary, at most its ``max_len`` (M) long; ``padding_mask`` marks
     real tokens when lengths differ.
+
+    ``stride`` s (1 <= s <= M) lets it score longer, unpadded samples with sliding windows: tokens 0 .. M-1 as
+    one sample, then windows of M tokens ending at M + s, M + 2s, ... (the last at L), each scoring its last
+    s tokens, so token i >= M is scored given the M - s .. M - 1 tokens before it (s = 1: exactly M - 1, the
+    most the judge saw in training), [BOS] in front as in every training window:
+
+        NLL(x) ~ sum_{i<M} -log q(x_i | x_<i) + sum_{i>=M} -log q(x_i | x_{e(i)-M} .. x_{i-1})
+
+    It approximates -log q(x) by truncating each conditional to the judge's context, which is all the judge
+    knows anyway; dependence reaching further back is not judged (neither rewarded nor penalised). Cost:
+    about L / s windows of M tokens per sample.
     """
 
-    def __init__(self, model, vocab_size: int | None = None, name: str = "ar-baseline", batch_size: int = 32):
+    def __init__(self, model, vocab_size: int | None = None, name: str = "ar-baseline", batch_size: int = 32,
+                 stride: int | None = None):
         from discdiff.nn import ARWrapper
 
         if not isinstance(model, ARWrapper):
@@ -86,6 +99,12 @@ class ARJudge:
                 raise ValueError("pass vocab_size with a bare causal model (or wrap it in discdiff.nn.ARWrapper)")
             model = ARWrapper(model, vocab_size)
         self.model, self.name, self.batch_size = model, name, batch_size
+        self.max_len = getattr(getattr(model.model, "config", None), "max_len", None)
+        if stride is not None and (isinstance(stride, bool) or not isinstance(stride, int) or stride < 1
+                                   or self.max_len is None or stride > self.max_len):
+            raise ValueError(f"stride must be an integer in [1, max_len={self.max_len}] (a model with a known "
+                             f"context), got {stride!r}")
+        self.stride = stride
 
     @classmethod
     def from_pretrained(cls, pretrained, **kwargs) -> ARJudge:
@@ -109,11 +128,37 @@ class ARJudge:
         vocab = self.model.vocab_size
         if samples.numel() and int(samples[mask].max()) >= vocab:
             raise ValueError(f"samples hold ids >= {vocab} (MASK left unfilled?); the judge scores data tokens only")
-        max_len = getattr(getattr(self.model.model, "config", None), "max_len", None)
+        max_len = self.max_len
         if max_len is not None and samples.shape[1] > max_len:
-            raise ValueError(f"samples have {samples.shape[1]} tokens; the AR judge's context is {max_len}")
+            if self.stride is None:
+                raise ValueError(f"samples have {samples.shape[1]} tokens; the AR judge's context is {max_len} "
+                                 f"(pass stride= to score longer samples with sliding windows)")
+            if padding_mask is not None and not bool(padding_mask.all()):
+                raise ValueError("sliding-window scoring takes unpadded samples: drop padding_mask or cut the "
+                                 "samples to the judge's context")
+            return self._score_sliding(samples.long())
         result = ar_nll(self.model, (samples.long(), mask), batch_size=self.batch_size)
         return JudgeScores(result.per_sequence, result.lengths)
+
+    def _score_sliding(self, samples: Tensor) -> JudgeScores:
+        """Samples [N, L > M] by windows of M tokens (see the class doc): float64 NLL [N], L tokens each."""
+        N, L = samples.shape
+        M, s = self.max_len, self.stride
+        ends = [M, *range(M + s, L, s), L] if L > M else [M]  # window j covers tokens ends[j] - M .. ends[j] - 1
+        windows = torch.stack([samples[:, e - M: e] for e in ends], 1).reshape(-1, M)  # (N * W, M)
+        scored = torch.tensor([M] + [e - p for p, e in itertools.pairwise(ends)]).repeat(N)  # (N * W,)
+        keep = torch.arange(M)[None, :] >= M - scored[:, None]  # (N * W, M): each window's last `scored` tokens
+        parts = []
+        with torch.no_grad():
+            was_training = self.model.training
+            self.model.eval()
+            for start in range(0, len(windows), self.batch_size):
+                x = windows[start: start + self.batch_size]
+                token_lp = self.model.log_probs(x).gather(-1, x[..., None]).squeeze(-1).double()  # (b, M)
+                parts.append(-(token_lp * keep[start: start + self.batch_size]).sum(1))
+            self.model.train(was_training)
+        nll = torch.cat(parts).reshape(N, len(ends)).sum(1)
+        return JudgeScores(nll, torch.full((N,), L, dtype=torch.long))
 
 
 class HFJudge:

@@ -303,23 +303,28 @@ def sliding_window_forward(model, x: Tensor, label: Tensor | None = None) -> Ten
     tokens that have left the window (the receptive field grows by W per layer), and the oldest key in the
     window is mid-text, where in training the first key of a context always was the start of a window. The
     model saw neither in training; p(x^k | x^{<k}) is replaced by the model's answer under this attention.
+    A causal model (the AR baseline) is the case b = 1: token i sees tokens i - (max_len - 1) .. i, as its
+    sliding cache (``causal_step`` after ``cache.trim(max_len - 1)``) does.
     """
     cfg = model.config
-    if cfg.block_size is None:
-        raise ValueError("sliding_window_forward needs a block model (model.block_size)")
+    if cfg.block_size is None and not cfg.causal:
+        raise ValueError("sliding_window_forward needs a block model (model.block_size) or a causal one")
+    b = 1 if cfg.causal else cfg.block_size  # a causal model: blocks of one token, window max_len - 1
     if x.dim() != 2 or x.dtype not in (torch.long, torch.int32):
         raise ValueError(f"x must be integer token ids (B, T), got {x.dtype} {tuple(x.shape)}")
     if x.numel() and (int(x.min()) < 0 or int(x.max()) >= cfg.num_states):
         raise ValueError(f"token ids must lie in [0, {cfg.num_states})")
     T = x.shape[1]
-    mask = sliding_block_mask(T, cfg.block_size, cfg.max_len - cfg.block_size, x.device)
+    mask = sliding_block_mask(T, b, cfg.max_len - b, x.device)
     return _head(model, _trunk(model, x, _rope(model, 0, T), mask, label_vec=_label_vector(model, label, x.shape[0])))
 
 
 def causal_step(model, cache: KVCache, tokens: Tensor) -> Tensor:
     """A causal model's logits (B, n, S_out) for ``tokens`` (B, n) at positions P .. P + n - 1 after the P cached
     ones; their keys and values are appended to ``cache``. Token i sees the cache and tokens <= i, exactly as
-    in the full causal forward over [cached tokens ; tokens] (the autoregressive baseline's KV cache)."""
+    in the full causal forward over [cached tokens ; tokens] (the autoregressive baseline's KV cache). Tokens
+    are rotated at their absolute positions (``cache.position``), so after ``cache.trim`` (a sliding window)
+    this is ``sliding_window_forward``'s attention."""
     cfg = model.config
     if not cfg.causal:
         raise ValueError("causal_step needs a causal model (the autoregressive baseline)")
@@ -335,7 +340,7 @@ def causal_step(model, cache: KVCache, tokens: Tensor) -> Tensor:
     P = cache.length
     mask = torch.ones(n, P + n, dtype=torch.bool, device=tokens.device).tril(P)  # key j <= P + i
     views = cache._views(store=True)
-    logits = _head(model, _trunk(model, tokens, _rope(model, P, n), mask, views))
+    logits = _head(model, _trunk(model, tokens, _rope(model, cache.position, n), mask, views))
     cache.layers, cache.length = views, P + n
     return logits
 

@@ -53,7 +53,7 @@ def test_quick_block_diffusion_benchmark_end_to_end(tmp_path):
     threads = torch.get_num_threads()
     try:
         rows = _load("block_diffusion").main(["--quick", "--models-dir", str(tmp_path / "models"),
-                                              "--out", str(tmp_path / "bd")])
+                                              "--judge-dir", str(tmp_path / "judge"), "--out", str(tmp_path / "bd")])
     finally:
         torch.set_num_threads(threads)
     assert [r["method"] for r in rows["speed"]] == ["full ancestral (cached)", "block, no KV cache",
@@ -62,9 +62,19 @@ def test_quick_block_diffusion_benchmark_end_to_end(tmp_path):
     assert [r["method"] for r in rows["train"]] == ["plain L pass (Diffusion)", "2L block pass (BlockDiffusion)"]
     assert [r["kind"] for r in rows["likelihood"]] == ["block-4", "block-L=32", "ar"]
     saved = json.loads((tmp_path / "bd" / "block_diffusion.json").read_text())
-    assert set(saved["rows"]) == {"speed", "train", "likelihood"} and saved["meta"]["train_ratios"]
+    assert set(saved["rows"]) == {"speed", "train", "likelihood", "quality"} and saved["meta"]["train_ratios"]
     table = (tmp_path / "bd" / "block_diffusion.md").read_text()
     assert "s / step" in table and "vs AR (ratio)" in table and "k_dce" in table
+    # quality: the likelihood part's models reused, an independent judge trained, 64 tokens beyond the context 32
+    assert [(r["length"], r["method"]) for r in rows["quality"]] == [
+        (n, m) for n in (32, 64) for m in ("data (validation)", "full ancestral (cached)", "block, no KV cache",
+                                           "block + KV cache", "AR + KV cache")]
+    quality = {(r["length"], r["method"]): r for r in rows["quality"]}
+    assert "no window to slide" in quality[64, "full ancestral (cached)"]["na"]
+    assert all(quality[n, "block, no KV cache"]["identical_to_cached"] for n in (32, 64))
+    assert all(r["judge"]["bits_per_token"] > 0 for r in rows["quality"] if "na" not in r)
+    assert (tmp_path / "judge" / "synthetic" / "ar-judge" / "config.json").is_file()
+    assert "judge bits/token" in table and "n/a: a full-sequence model" in table
 
 
 @pytest.mark.slow

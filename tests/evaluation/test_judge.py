@@ -152,3 +152,37 @@ def test_judge_from_a_loaded_pretrained_ar_model():
         ARJudge.from_pretrained(SimpleNamespace(model=bare, vocab_size=5, is_ar=False))
     with pytest.raises(ValueError, match="from_pretrained"):
         ARJudge.from_pretrained("runs/ar/pretrained")
+
+
+@pytest.mark.parametrize("stride", [1, 3, 8])
+def test_sliding_window_judge_scores_each_token_given_its_window(stride):
+    """Samples of 21 tokens, judge context 8: the total NLL is the sum over tokens of -log q(x_i | [BOS] and the
+    tokens from its window's start), each computed alone by the judge on that short sequence; within the context
+    the stride changes nothing; a uniform judge still gives exactly V."""
+    ar, M = _ar(L=8), 8
+    x = torch.randint(0, 5, (3, 21), generator=torch.Generator().manual_seed(2))
+    ends = [M, *range(M + stride, 21, stride), 21]
+    expected = torch.zeros(3, dtype=torch.float64)
+    with torch.no_grad():
+        for i in range(21):
+            start = 0 if i < M else next(e for e in ends if e > i) - M
+            lp = ar.log_probs(x[:, start: i + 1])[:, -1].gather(-1, x[:, i: i + 1]).squeeze(-1)
+            expected -= lp.double()
+    scores = ARJudge(ar, stride=stride, batch_size=4).score(x)
+    torch.testing.assert_close(scores.nll, expected, rtol=1e-6, atol=1e-5)
+    assert scores.tokens.tolist() == [21] * 3
+    short = x[:, :8]
+    torch.testing.assert_close(ARJudge(ar, stride=stride).score(short).nll, ARJudge(ar).score(short).nll)
+    uniform = generative_perplexity(x, ARJudge(_ar(uniform=True), stride=stride), categorical="float64")
+    assert uniform.perplexity == pytest.approx(5.0, rel=1e-6) and uniform.judge_tokens == 63
+
+
+def test_sliding_window_judge_refuses_bad_stride_and_padding():
+    with pytest.raises(ValueError, match=r"stride must be an integer in \[1, max_len=8\]"):
+        ARJudge(_ar(), stride=9)
+    with pytest.raises(ValueError, match="pass stride="):
+        ARJudge(_ar()).score(torch.zeros(2, 9, dtype=torch.long))
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[0, -1] = False
+    with pytest.raises(ValueError, match="unpadded samples"):
+        ARJudge(_ar(), stride=2).score(torch.zeros(2, 9, dtype=torch.long), mask)
