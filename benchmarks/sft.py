@@ -268,7 +268,7 @@ def markdown(rows: dict, meta: dict) -> str:
     for r in rows["eval"]:
         train = rows["train"][r["model"]]
         pretrain = rows["train"].get(train["init_from"] and pathlib.Path(train["init_from"]).name, None)
-        steps = f"{train['steps']} ({train['train_s']:.0f})"
+        steps = f"{train['steps']} ({train['train_s']:.1f})"
         if pretrain is not None:
             steps = f"{pretrain['steps']} + {steps}"
         kind = "exact" if r["exact"] else f"bound, {r['draws']} draws"
@@ -278,7 +278,7 @@ def markdown(rows: dict, meta: dict) -> str:
         lines.append(f"| {r['split']} | {r['model']} | {init} | {steps} | {r['bits_per_token']:.3f} "
                      f"{_ci(r['ci_bits_per_token'])} ({kind}) | {ratio} |")
     counts = "; ".join(f"{s}: {c['pairs']} pairs, {c['fit_context']} fit context {meta['context']} "
-                       f"({c['left_out_at_prepare']} longer than 255 tokens left out by prepare)"
+                       f"(and {c['left_out_at_prepare']} left out by prepare, over its max_tokens)"
                        for s, c in meta["pair_counts"].items())
     lines += ["", f"Pairs: {counts}. Evaluated: {rows['eval'][0]['drawn']['examples']} pairs per split (a seeded "
               "stratified spread), the same for every model.", "",
