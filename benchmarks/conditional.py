@@ -10,8 +10,8 @@ against the same figure on real images. One grid image per class and weight.
         --out docs/results/conditional
     python benchmarks/conditional.py --model RUN --data DATA --quick --out /tmp/conditional     # a smoke run
 
-Not measured here (left for later): proteins / DNA validity and length KS before and after EOS padding,
-and the prompt corpus's conditional bound against the AR baseline (`discdiff eval` on a pairs split gives both).
+Not measured here: proteins / DNA validity and length KS before and after EOS padding (benchmarks/records.py),
+and the prompt corpus's conditional bound against the AR baseline (benchmarks/sft.py).
 """
 
 from __future__ import annotations
