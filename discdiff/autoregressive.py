@@ -145,11 +145,35 @@ class Autoregressive:
 
     # ------------------------------------------------------------------ sampling
 
+    def _prompt(self, prompt, num_rows: int, length: int, device) -> tuple[Tensor | None, Tensor | None]:
+        """``prompt`` (None, a list of ids, or one list per row) as forced ids [B, L] and where they stand [B, L]."""
+        if prompt is None:
+            return None, None
+        prompt = prompt.tolist() if isinstance(prompt, Tensor) else list(prompt)
+        rows = [list(map(int, p)) for p in prompt] if prompt and isinstance(prompt[0], (list, tuple)) \
+            else [list(map(int, prompt))] * num_rows
+        if len(rows) != num_rows:
+            raise ValueError(f"prompt: one list of ids per row, {num_rows} rows, got {len(rows)} lists")
+        forced = torch.zeros(num_rows, length, dtype=torch.long)
+        known = torch.zeros(num_rows, length, dtype=torch.bool)
+        for r, ids in enumerate(rows):
+            if len(ids) >= length:
+                raise ValueError(f"a prompt of {len(ids)} tokens leaves nothing to generate in length {length}")
+            if ids and not 0 <= min(ids) <= max(ids) < self.vocab_size:
+                raise ValueError(f"prompt ids must lie in [0, {self.vocab_size}), got [{min(ids)}, {max(ids)}]")
+            forced[r, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            known[r, : len(ids)] = True
+        return forced.to(device), known.to(device)
+
     @torch.no_grad()
     def sample(self, model: Model, num_samples: int, length: int, *, generator: torch.Generator | None = None,
                temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-               device=None, kv_cache: bool | None = None) -> SampleOutput:
+               device=None, kv_cache: bool | None = None, prompt=None) -> SampleOutput:
         """Draw ``num_samples`` sequences of ``length`` tokens left to right, each draw in float64.
+
+        ``prompt``: the rows' beginnings, forced instead of drawn, so the rest follows p(x_{>=P} | prompt): one
+        list of ids for every row, or one list per row (lengths may differ: a row's tokens and positions are its
+        own, nothing is padded). Each prompt must be shorter than ``length``; the rows returned start with it.
 
         ``kv_cache``: None uses the model's exact KV cache when it has one (a causal ``DiffusionTransformer``:
         ``model.new_kv_cache()`` / ``model.causal_step``), True requires it, False recomputes: step i then runs
@@ -170,6 +194,7 @@ class Autoregressive:
             first = next(iter(params()), None) if params is not None else None
             device = first.device if first is not None else "cpu"
         out = torch.full((num_samples, length + 1), self.bos_id, dtype=torch.long, device=device)
+        forced, known = self._prompt(prompt, num_samples, length, device)  # [B, L] ids, [B, L] bool
         has_cache = callable(getattr(model, "causal_step", None)) and getattr(model.config, "causal", False)
         if kv_cache and not has_cache:
             raise ValueError("kv_cache=True needs a causal model with a KV cache (new_kv_cache / causal_step)")
@@ -185,6 +210,7 @@ class Autoregressive:
                 logits = sliding_window_forward(model, out[:, : i + 1])[:, -1, : self.vocab_size]
             else:
                 logits = model(out[:, : i + 1], None)[:, -1, : self.vocab_size]  # (B, V): predicts x_i
-            out[:, i + 1] = sample_from_logits(logits, generator, temperature, top_k, top_p)
+            drawn = sample_from_logits(logits, generator, temperature, top_k, top_p)
+            out[:, i + 1] = drawn if known is None else torch.where(known[:, i], forced[:, i], drawn)
         nfe_per_row = torch.full((num_samples,), length, dtype=torch.long)
         return SampleOutput(out[:, 1:], length, nfe_per_row)

@@ -170,10 +170,13 @@ def run(args) -> int:
     if condition is not None:
         length = condition.tokens.shape[1]  # a template without --length sets its own
     if pre.is_ar:
-        if condition is not None or args.record_length is not None or label is not None:
-            raise ValueError("--prompt / --template need a diffusion model; the AR baseline samples unprompted here")
+        if args.template is not None or args.record_length is not None or label is not None:
+            raise ValueError("--template / --record-length / --label need a diffusion model; the AR baseline "
+                             "continues a --prompt left to right")
+        prompts = None if condition is None else [row[known].tolist() for row, known
+                                                  in zip(condition.tokens, condition.known, strict=True)]
         gen = torch.Generator(args.device).manual_seed(args.seed)
-        ids = pre.diffusion.sample(pre.model, args.num_samples, length, generator=gen, device=args.device,
+        ids = pre.diffusion.sample(pre.model, rows, length, generator=gen, device=args.device, prompt=prompts,
                                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p).samples
     else:
         ids = _sample_diffusion(args, pre, length, rows, condition, fmt, label, block_options)

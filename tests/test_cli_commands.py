@@ -157,3 +157,25 @@ def test_bench_runs_a_benchmark_script_and_rejects_unknown_names(tmp_path, capsy
     rows = json.loads((tmp_path / "sampler_exactness.json").read_text())
     assert rows[0]["sampler"] == "p_data itself" and any(r["sampler"] == "first_hitting" for r in rows)
     assert (tmp_path / "sampler_exactness.md").read_text().count("|") > 20
+
+
+def test_the_ar_baseline_continues_prompts_of_different_lengths(tmp_path, capsys):
+    from discdiff.data import CharTokenizer
+    from discdiff.training import DiffusionConfig, ModelConfig, build_model, save_pretrained
+
+    tok = CharTokenizer.from_texts(["to be or not to be, that is the question"])
+    cfg, diffusion = ModelConfig(d_model=16, n_layers=1, n_heads=2, time_conditioning=False), DiffusionConfig(kind="ar")
+    torch.manual_seed(0)
+    model = build_model(cfg, diffusion, tok.vocab_size, 16)
+    path = save_pretrained(tmp_path / "ar", model.eval(), model_cfg=cfg, diffusion_cfg=diffusion,
+                           vocab_size=tok.vocab_size, context=16, tokenizer_dir=tok.save(tmp_path / "tok"))
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("to be\nthe\n")
+    out = tmp_path / "s.jsonl"
+    assert cli.main(["sample", "--model", str(path), "--prompts-file", str(prompts), "--num-samples", "2",
+                     "--length", "12", "--out", str(out)]) == 0
+    texts = [json.loads(line)["text"] for line in out.read_text().splitlines()]
+    assert len(texts) == 4 and all(len(t) == 12 for t in texts)
+    assert [t[:5] for t in texts[:2]] == ["to be", "to be"] and [t[:3] for t in texts[2:]] == ["the", "the"]
+    assert cli.main(["sample", "--model", str(path), "--template", "to _ be"]) == 2
+    assert "the AR baseline continues a --prompt" in capsys.readouterr().err
