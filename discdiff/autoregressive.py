@@ -33,6 +33,7 @@ from torch import Tensor
 
 from .categorical import sample_from_logits
 from .diffusion import NLLEstimate
+from .row_random import resolve_generator
 from .sampling import SampleOutput
 
 __all__ = ["Autoregressive"]
@@ -168,12 +169,14 @@ class Autoregressive:
     @torch.no_grad()
     def sample(self, model: Model, num_samples: int, length: int, *, generator: torch.Generator | None = None,
                temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-               device=None, kv_cache: bool | None = None, prompt=None) -> SampleOutput:
+               device=None, kv_cache: bool | None = None, prompt=None, seeds=None) -> SampleOutput:
         """Draw ``num_samples`` sequences of ``length`` tokens left to right, each draw in float64.
 
         ``prompt``: the rows' beginnings, forced instead of drawn, so the rest follows p(x_{>=P} | prompt): one
         list of ids for every row, or one list per row (lengths may differ: a row's tokens and positions are its
         own, nothing is padded). Each prompt must be shorter than ``length``; the rows returned start with it.
+        ``seeds``: one per row instead of ``generator``; row b then draws from its own generator, so its sample
+        depends only on its own seed and prompt, not on the batch around it (``discdiff.row_random``).
 
         ``kv_cache``: None uses the model's exact KV cache when it has one (a causal ``DiffusionTransformer``:
         ``model.new_kv_cache()`` / ``model.causal_step``), True requires it, False recomputes: step i then runs
@@ -195,6 +198,7 @@ class Autoregressive:
             device = first.device if first is not None else "cpu"
         out = torch.full((num_samples, length + 1), self.bos_id, dtype=torch.long, device=device)
         forced, known = self._prompt(prompt, num_samples, length, device)  # [B, L] ids, [B, L] bool
+        generator = resolve_generator(generator, seeds, num_samples, device)
         has_cache = callable(getattr(model, "causal_step", None)) and getattr(model.config, "causal", False)
         if kv_cache and not has_cache:
             raise ValueError("kv_cache=True needs a causal model with a KV cache (new_kv_cache / causal_step)")

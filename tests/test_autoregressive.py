@@ -167,3 +167,13 @@ def test_a_prompt_gives_the_same_samples_with_the_cache_on_and_off():
     a = ar.sample(model, 2, 6, **{**kw, "generator": torch.Generator().manual_seed(0)}, kv_cache=True).samples
     b = ar.sample(model, 2, 6, **{**kw, "generator": torch.Generator().manual_seed(0)}, kv_cache=False).samples
     assert torch.equal(a, b) and a[0, :2].tolist() == [1, 2] and a[1, 0] == 0
+
+
+def test_a_row_drawn_alone_equals_the_same_row_in_a_batch_with_other_prompts():
+    model, ar = causal_model(), dd.Autoregressive(V)
+    batch = ar.sample(model, 3, 7, prompt=[[1, 2, 0], [2], []], seeds=[11, 12, 13]).samples
+    for b, (prompt, seed) in enumerate(zip([[1, 2, 0], [2], []], [11, 12, 13], strict=True)):
+        alone = ar.sample(model, 1, 7, prompt=[prompt], seeds=[seed]).samples
+        assert torch.equal(alone[0], batch[b])
+    other = ar.sample(model, 3, 7, prompt=[[1, 2, 0], [2], []], seeds=[11, 99, 13]).samples
+    assert torch.equal(other[0], batch[0]) and not torch.equal(other[1], batch[1])

@@ -63,9 +63,14 @@ def generate(lm, jobs: list[tuple[str, dict]]) -> list[str]:
     for length, members in by_length.items():
         for k in range(0, len(members), lm.batch_size):
             idx = members[k:k + lm.batch_size]
-            condition = _condition([rows[i][0] for i in idx], length)
-            samples = lm.diffusion.sample(lm.pre.model, len(idx), length, condition=condition, device=lm.device,
-                                          seeds=[seed_for(lm.seed, i) for i in idx], **options).samples
+            seeds = [seed_for(lm.seed, i) for i in idx]
+            if lm.exact:  # the AR baseline: its own left-to-right sampler continues each prompt
+                samples = lm.diffusion.sample(lm.pre.model, len(idx), length, prompt=[rows[i][0] for i in idx],
+                                              device=lm.device, seeds=seeds).samples
+            else:
+                samples = lm.diffusion.sample(lm.pre.model, len(idx), length, device=lm.device, seeds=seeds,
+                                              condition=_condition([rows[i][0] for i in idx], length),
+                                              **options).samples
             for b, i in enumerate(idx):
                 ids = samples[b, len(rows[i][0]):].tolist()
                 if eos_id is not None and eos_id in ids:

@@ -163,10 +163,9 @@ class DiscdiffLM(LM):
         return [-b.nll for b in self.rolling_bounds(requests)]
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        """Per (context, gen_kwargs) request: the context pinned as a clean prefix (a ``Condition``),
-        ``max_gen_toks`` tokens drawn by ``diffusion.sample``, decoded and cut at the first ``until`` string."""
-        if self.exact:
-            raise ValueError("generate_until needs a diffusion model; the AR baseline is not prompted here")
+        """Per (context, gen_kwargs) request: the context pinned as a clean prefix (a ``Condition``; the AR
+        baseline continues it left to right), ``max_gen_toks`` tokens drawn by ``diffusion.sample``, decoded and
+        cut at the first ``until`` string."""
         jobs = [(*_args(req, i, "generate_until", 2),) for i, req in enumerate(requests)]
         return generate(self, jobs)
 

@@ -134,8 +134,10 @@ def test_the_ar_baseline_is_exact(tmp_path):
         log_probs = pre.diffusion.log_probs(pre.model, x0)[0]  # [L, V]: log p(x_i = v | x_<i)
     nll = -sum(float(log_probs[i, x0[0, i]]) for i in (4, 5))  # "d." after "ab c"
     assert bound.stderr == 0 and bound.nll == pytest.approx(nll, rel=1e-5)
-    with pytest.raises(ValueError, match="generate_until needs a diffusion model"):
-        lm.generate_until([("ab", {})])
+    requests = [("ab c", {"max_gen_toks": 4}), ("d", {"max_gen_toks": 3})]
+    out = lm.generate_until(requests)  # the AR baseline continues the prompt left to right
+    assert all(isinstance(t, str) and len(t) <= n for t, n in zip(out, (4, 3), strict=True))
+    assert DiscdiffLM(pretrained=str(path), device="cpu", batch_size=2).generate_until(requests) == out
 
 
 def test_trained_continuation_scores_higher(tmp_path):
