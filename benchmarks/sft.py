@@ -153,20 +153,14 @@ def evaluate_split(models: dict, pairs_source: str, split: str, args) -> list[di
 
 
 @torch.no_grad()
-def ar_respond(pre, prompt: list[int], context: int, generator: torch.Generator) -> list[int]:
-    """The AR model's response to ``prompt``: left to right from [BOS] + prompt, float64 draws at temperature 1,
-    until its first EOS or the context is full (recomputed each step: no cache, a few short rows)."""
-    from discdiff.categorical import sample_from_logits
+def ar_respond(pre, prompts: list[list[int]], context: int, args) -> list[list[int]]:
+    """The AR model's responses: ``Autoregressive.sample`` continues each prompt to the context (KV cache, float64
+    draws, temperature 1), row i seeded with seed_for(args.seed, i) like the masked rows; cut at EOS by the reader."""
+    from discdiff.seeding import seed_for
 
-    ar, eos = pre.diffusion, pre.tokenizer.eos_id
-    seq = [ar.bos_id] + list(prompt)
-    while len(seq) < context + 1:
-        logits = pre.model(torch.tensor([seq]), None)[:, -1, : ar.vocab_size]  # (1, V): predicts the next token
-        token = int(sample_from_logits(logits, generator))
-        seq.append(token)
-        if token == eos:
-            break
-    return seq[1 + len(prompt):]
+    out = pre.diffusion.sample(pre.model, len(prompts), context, prompt=prompts,
+                               seeds=[seed_for(args.seed, i) for i in range(len(prompts))])
+    return [row[len(p):] for row, p in zip(out.samples.tolist(), prompts, strict=True)]
 
 
 def masked_respond(pre, prompts: list[list[int]], context: int, args) -> list[list[int]]:
@@ -197,9 +191,8 @@ def samples(models: dict, pairs_source: str, args) -> list[dict]:
     for name in ("masked-sft", "masked-scratch-sft"):
         for row, ids in zip(rows, masked_respond(models[name], prompts, args.context, args), strict=True):
             row[name] = _text(ids, tok)
-    for i, (row, p) in enumerate(zip(rows, prompts, strict=True)):
-        gen = torch.Generator().manual_seed(args.seed + i)
-        row["ar-sft"] = _text(ar_respond(models["ar-sft"], p, args.context, gen), tok)
+    for row, ids in zip(rows, ar_respond(models["ar-sft"], prompts, args.context, args), strict=True):
+        row["ar-sft"] = _text(ids, tok)
     return rows
 
 
