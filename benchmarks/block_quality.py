@@ -60,7 +60,9 @@ def setup(args) -> str:
             f"an AR model of the same backbone trained separately (seed {args.judge_seed}, {args.judge_budget_s:g} "
             f"CPU-s); beyond its context it scores with a sliding window of stride {args.judge_stride} (token i "
             f"given {_window(args)}). Entropy: the "
-            f"samples' own unigram entropy, mean per sample (pooled over all samples), bits.")
+            f"samples' own unigram entropy, mean per sample (pooled over all samples), bits. Words real (a "
+            f"character-level text corpus): the fraction of whitespace-separated words found in the training split, "
+            f"words cut by a sample's edges not counted.")
 
 
 def _window(args) -> str:
@@ -120,17 +122,24 @@ def _draw(method: str, models: dict, n: int, length: int, seed: int):
                                 kv_cache=method == CACHED)
 
 
-def _judged(samples, judge, tokenizer) -> dict:
+def _judged(samples, judge, tokenizer, vocabulary=None) -> dict:
+    """The judge's report on ``samples`` [N, L], two excerpts, and (a text corpus: ``vocabulary`` its training
+    words) the fraction of whitespace-separated words that are real (``discdiff.evaluation.words``)."""
     from discdiff.evaluation import generative_perplexity
+    from discdiff.evaluation.words import decode_text, words_real
 
     report = generative_perplexity(samples, judge, categorical="float64").to_dict()
+    if vocabulary is not None:
+        words = words_real([decode_text(tokenizer, row.tolist()) for row in samples], vocabulary)
+        report.update(words_real=words.fraction, words=words.words)
     excerpts = [tokenizer.decode(row[:240].tolist()) if tokenizer is not None else str(row[:40].tolist())
                 for row in samples[:2]]
     return {**report, "bits_per_token": report["nll_nats_per_token"] / LN2,
             "ci_bits_per_token": [x / LN2 for x in report["ci_nll_nats_per_token"]], "excerpts": excerpts}
 
 
-def method_row(method: str, models: dict, judge, n: int, length: int, seed: int, cached: dict) -> dict:
+def method_row(method: str, models: dict, judge, n: int, length: int, seed: int, cached: dict,
+               vocabulary=None) -> dict:
     """One timed, judged row; ``cached`` holds the block + KV cache samples of this length (drawn first)."""
     row = {"method": method, "length": length, "samples": n}
     reach = models["full"].model.config.max_len
@@ -148,13 +157,14 @@ def method_row(method: str, models: dict, judge, n: int, length: int, seed: int,
         if row["identical_to_cached"]:
             row["judge"] = {**cached["report"], "same_samples_as": CACHED}
             return row
-    row["judge"] = _judged(out.samples, judge, models[{FULL: "full", AR: "ar"}.get(method, "block")].tokenizer)
+    row["judge"] = _judged(out.samples, judge, models[{FULL: "full", AR: "ar"}.get(method, "block")].tokenizer,
+                           vocabulary)
     if method == CACHED:
         cached.update({CACHED: out.samples, "report": row["judge"]})
     return row
 
 
-def data_row(source: str, judge, tokenizer, n: int, length: int, args) -> dict:
+def data_row(source: str, judge, tokenizer, n: int, length: int, args, vocabulary=None) -> dict:
     from discdiff.evaluation import load_eval_data
 
     vocab = args.synthetic_vocab if args.quality_corpus == "synthetic" else None
@@ -162,7 +172,8 @@ def data_row(source: str, judge, tokenizer, n: int, length: int, args) -> dict:
     tokens, mask = batches[0]
     if not bool(mask.all()):
         raise ValueError("the quality part judges running text: its validation windows must be unpadded")
-    return {"method": DATA, "length": length, "samples": len(tokens), "judge": _judged(tokens, judge, tokenizer)}
+    return {"method": DATA, "length": length, "samples": len(tokens),
+            "judge": _judged(tokens, judge, tokenizer, vocabulary)}
 
 
 def run_quality(args, register) -> list[dict]:
@@ -178,18 +189,28 @@ def run_quality(args, register) -> list[dict]:
         judge_pre, judge_stats = load_judge(args, source)
         judge = ARJudge.from_pretrained(judge_pre, name=f"AR judge (seed {args.judge_seed})",
                                         stride=args.judge_stride)
+        vocabulary = _vocabulary(source, judge_pre.tokenizer)
         rows = []
         for length, n in zip(args.quality_lengths, args.quality_samples, strict=True):
-            rows.append(data_row(source, judge, judge_pre.tokenizer, n, length, args))
+            rows.append(data_row(source, judge, judge_pre.tokenizer, n, length, args, vocabulary))
             cached: dict = {}
             for method in (CACHED, NO_CACHE, FULL, AR):
-                rows.append(method_row(method, models, judge, n, length, args.seed + length, cached))
+                rows.append(method_row(method, models, judge, n, length, args.seed + length, cached, vocabulary))
                 print(f"[quality] {_line(rows[-1])}", flush=True)
         rows[0]["judge_stats"] = judge_stats
         order = {m: i for i, m in enumerate((DATA, FULL, NO_CACHE, CACHED, AR))}
         return sorted(rows, key=lambda r: (r["length"], order[r["method"]]))
     finally:
         torch.set_num_threads(threads)
+
+
+def _vocabulary(source: str, tokenizer):
+    """The training split's words for a character-level text corpus (words real), else None."""
+    from discdiff.evaluation.words import load_corpus_words
+
+    if tokenizer is None or type(tokenizer).__name__ != "CharTokenizer":
+        return None
+    return load_corpus_words(source)
 
 
 def _line(r: dict) -> str:
@@ -210,18 +231,19 @@ def _ci(lo_hi, digits: int = 3) -> str:
 def markdown(rows: list[dict], meta: dict) -> list[str]:
     """The quality table, the judge's training and one excerpt per method and length."""
     lines = [meta["quality_setup"], "", "| length | method | rows | tokens/s | NFE | judge bits/token [95% CI] | "
-             "gen-PPL [95% CI] | entropy bits/sample (pooled) |",
-             "| ---: | --- | ---: | ---: | ---: | --- | --- | --- |"]
+             "gen-PPL [95% CI] | entropy bits/sample (pooled) | words real |",
+             "| ---: | --- | ---: | ---: | ---: | --- | --- | --- | ---: |"]
     for r in rows:
         if "na" in r:
-            lines.append(f"| {r['length']} | {r['method']} | - | n/a | n/a | n/a: {r['na']} | | |")
+            lines.append(f"| {r['length']} | {r['method']} | - | n/a | n/a | n/a: {r['na']} | | | |")
             continue
         j = r["judge"]
         same = " (samples identical to block + KV cache)" if "same_samples_as" in j else ""
         lines.append(f"| {r['length']} | {r['method']}{same} | {r['samples']} | {r.get('tokens_per_s', '-')} | "
                      f"{r.get('nfe', '-')} | {j['bits_per_token']:.3f} {_ci(j['ci_bits_per_token'])} | "
                      f"{j['gen_ppl']:.2f} {_ci(j['ci_gen_ppl'], 2)} | {j['unigram_entropy'] / LN2:.3f} "
-                     f"({j['pooled_entropy'] / LN2:.3f}) |")
+                     f"({j['pooled_entropy'] / LN2:.3f}) | "
+                     + (f"{j['words_real']:.2f} ({j['words']}) |" if "words_real" in j else "- |"))
     stats = rows[0].get("judge_stats", {})
     if stats:
         lines += ["", f"Judge: {stats['params']:,} parameters, {stats['steps']} steps in {stats['train_s']} "
