@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import pathlib
 import platform
@@ -370,15 +369,9 @@ def main(argv=None) -> dict:
         "threads": args.threads, "context": args.context, "sampler": args.sampler, "pretrain_data": text,
         "pairs_data": pairs, "pair_counts": {s: pair_counts(pairs, s, args.context) for s in args.splits},
     }
-    save_results(args.out, "sft", rows, meta, markdown, plot, default=_json)
+    save_results(args.out, "sft", rows, meta, markdown, plot)
     print(markdown(rows, meta))
     return {"meta": meta, "rows": rows}
-
-
-def _json(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 if __name__ == "__main__":
