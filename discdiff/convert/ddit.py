@@ -22,9 +22,32 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .common import fold_norm_into_scale, rotary_rows
+from .common import check_inv_freq, check_state, fold_norm_into_scale, read_source, rotary_rows, write_pretrained
 
-__all__ = ["expected_shapes", "time_conditioned_state", "time_free_state"]
+__all__ = ["convert_ddit", "expected_shapes", "time_conditioned_state", "time_free_state"]
+
+
+def convert_ddit(src, out, tokenizer, configs, prefix: str = ""):
+    """The conversion SEDD and MDLM share: read ``src``, ``configs(config) -> (model_cfg, diffusion_cfg, vocab,
+    length)``, check every tensor's name and shape (their names under ``prefix``), map the state
+    (time-conditioned, or time-free with sigma = 0 folded in), load it into a DiffusionTransformer strictly and
+    write the pretrained/ directory at ``out`` (tokenizer from ``tokenizer`` or ``src``). Returns its path."""
+    from discdiff.nn import DiffusionTransformer
+    from discdiff.training.recipe import transformer_config
+
+    source = read_source(src)
+    model_cfg, diffusion_cfg, vocab, length = configs(source.config)
+    tcfg = transformer_config(model_cfg, diffusion_cfg, vocab, length)
+    d, heads, n = model_cfg.d_model, model_cfg.n_heads, model_cfg.n_layers
+    inv_freq = f"{prefix}rotary_emb.inv_freq"
+    check_state(source, expected_shapes(prefix, tcfg.num_states, d, model_cfg.cond_dim, n),
+                optional={inv_freq: (d // heads // 2,)})
+    check_inv_freq(source, inv_freq, d // heads)
+    mapping = time_conditioned_state if model_cfg.time_conditioning else time_free_state
+    model = DiffusionTransformer(tcfg)
+    model.load_state_dict(mapping({k: v.float() for k, v in source.state.items()}, prefix, heads, n), strict=True)
+    return write_pretrained(out, model, model_cfg=model_cfg, diffusion_cfg=diffusion_cfg, vocab_size=vocab,
+                            context=length, tokenizer_dirs=(tokenizer, source.path))
 
 
 def expected_shapes(prefix: str, rows: int, d: int, cond: int, n_blocks: int, mlp_ratio: int = 4):

@@ -23,8 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import check_inv_freq, check_state, read_source, write_pretrained
-from .ddit import expected_shapes, time_conditioned_state, time_free_state
+from .ddit import convert_ddit
 
 __all__ = ["convert_mdlm", "mdlm_configs"]
 
@@ -60,19 +59,4 @@ def convert_mdlm(src, out, tokenizer=None) -> Path:
     A tensor missing, unexpected or of the wrong shape is a ValueError naming the first such key.
     Returns ``out``.
     """
-    from discdiff.nn import DiffusionTransformer
-    from discdiff.training.recipe import transformer_config
-
-    source = read_source(src)
-    model_cfg, diffusion_cfg, vocab, length = mdlm_configs(source.config)
-    tcfg = transformer_config(model_cfg, diffusion_cfg, vocab, length)
-    d, heads, n = model_cfg.d_model, model_cfg.n_heads, model_cfg.n_layers
-    check_state(source, expected_shapes(PREFIX, tcfg.num_states, d, model_cfg.cond_dim, n),
-                optional={f"{PREFIX}rotary_emb.inv_freq": (d // heads // 2,)})
-    check_inv_freq(source, f"{PREFIX}rotary_emb.inv_freq", d // heads)
-    src_state = {k: v.float() for k, v in source.state.items()}
-    mapping = time_conditioned_state if model_cfg.time_conditioning else time_free_state
-    model = DiffusionTransformer(tcfg)
-    model.load_state_dict(mapping(src_state, PREFIX, heads, n), strict=True)
-    return write_pretrained(out, model, model_cfg=model_cfg, diffusion_cfg=diffusion_cfg, vocab_size=vocab,
-                               context=length, tokenizer_dirs=(tokenizer, source.path))
+    return convert_ddit(src, out, tokenizer, mdlm_configs, PREFIX)

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import check_inv_freq, check_state, read_source, write_pretrained
-from .ddit import expected_shapes, time_conditioned_state
+from .ddit import convert_ddit
 
 __all__ = ["convert_sedd", "sedd_configs"]
 
@@ -68,18 +67,4 @@ def convert_sedd(src, out, tokenizer=None) -> Path:
     A tensor missing, unexpected or of the wrong shape is a ValueError naming the first such key.
     Returns ``out``.
     """
-    from discdiff.nn import DiffusionTransformer
-    from discdiff.training.recipe import transformer_config
-
-    source = read_source(src)
-    model_cfg, diffusion_cfg, vocab, length = sedd_configs(source.config)
-    tcfg = transformer_config(model_cfg, diffusion_cfg, vocab, length)
-    d, heads = model_cfg.d_model, model_cfg.n_heads
-    check_state(source, expected_shapes("", tcfg.num_states, d, model_cfg.cond_dim, model_cfg.n_layers),
-                optional={"rotary_emb.inv_freq": (d // heads // 2,)})
-    check_inv_freq(source, "rotary_emb.inv_freq", d // heads)
-    state = time_conditioned_state({k: v.float() for k, v in source.state.items()}, "", heads, model_cfg.n_layers)
-    model = DiffusionTransformer(tcfg)
-    model.load_state_dict(state, strict=True)
-    return write_pretrained(out, model, model_cfg=model_cfg, diffusion_cfg=diffusion_cfg, vocab_size=vocab,
-                               context=length, tokenizer_dirs=(tokenizer, source.path))
+    return convert_ddit(src, out, tokenizer, sedd_configs)
