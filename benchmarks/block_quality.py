@@ -92,7 +92,7 @@ def load_judge(args, source: str) -> tuple:
     from discdiff.training import from_pretrained
 
     path = pathlib.Path(args.judge_dir) / args.quality_corpus / "ar-judge"
-    stats_file = path.with_suffix(".json")
+    stats_file = path / lik.STATS  # written beside the model by lik.train_for_budget, extended here
     if (path / "config.json").is_file() and stats_file.is_file():
         return from_pretrained(path), {**json.loads(stats_file.read_text()), "reused": True}
     jargs = argparse.Namespace(**{**vars(args), "budget_s": args.judge_budget_s, "seed": args.judge_seed,
@@ -206,9 +206,10 @@ def run_quality(args, register) -> list[dict]:
 
 def _vocabulary(source: str, tokenizer):
     """The training split's words for a character-level text corpus (words real), else None."""
+    from discdiff.data import CharTokenizer
     from discdiff.evaluation.words import load_corpus_words
 
-    if tokenizer is None or type(tokenizer).__name__ != "CharTokenizer":
+    if not isinstance(tokenizer, CharTokenizer):
         return None
     return load_corpus_words(source)
 

@@ -78,7 +78,15 @@ CLOCKS = {"process": time.process_time, "wall": time.perf_counter}
 
 
 def train_for_budget(source: str, kind: str, args, save_to: pathlib.Path) -> dict:
-    """Train one model for args.budget_s seconds of args.clock (or args.steps steps); save_pretrained it.
+    """Train one model for args.budget_s seconds of args.clock (or args.steps steps); save_pretrained it."""
+    return train_config_for_budget(lambda out_dir: train_config(source, kind, args, out_dir), args.budget_s,
+                                   args.clock, save_to, steps=args.steps)
+
+
+def train_config_for_budget(make_config, budget_s: float, clock_name: str, save_to: pathlib.Path,
+                            steps: int | None = None) -> dict:
+    """Train ``make_config(out_dir)`` (a TrainConfig writing to a scratch out_dir) for ``budget_s`` seconds of
+    the clock ``clock_name`` (or ``steps`` steps), save_pretrained it to ``save_to`` with its stats (STATS).
 
     The cosine schedule's length is re-estimated every step from the measured step time, so every model
     ends its schedule at the budget whatever its speed. The default clock is this process's CPU time:
@@ -87,21 +95,21 @@ def train_for_budget(source: str, kind: str, args, save_to: pathlib.Path) -> dic
     """
     from discdiff.training import Trainer
 
-    clock = CLOCKS[args.clock]
+    clock = CLOCKS[clock_name]
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(train_config(source, kind, args, tmp))
+        trainer = Trainer(make_config(tmp))
         batches, losses = iter(trainer.loader), []
         start, wall_start = clock(), time.perf_counter()
         while True:
             losses.append(trainer.train_step(next(batches))["loss"])
             elapsed = clock() - start
-            if args.steps:
-                trainer.cfg.steps = args.steps
-                if trainer.step >= args.steps:
+            if steps:
+                trainer.cfg.steps = steps
+                if trainer.step >= steps:
                     break
             else:
-                trainer.cfg.steps = max(trainer.step + 1, int(trainer.step * args.budget_s / elapsed))
-                if elapsed >= args.budget_s:
+                trainer.cfg.steps = max(trainer.step + 1, int(trainer.step * budget_s / max(elapsed, 1e-9)))
+                if elapsed >= budget_s:
                     break
         wall = time.perf_counter() - wall_start
         shutil.rmtree(save_to, ignore_errors=True)

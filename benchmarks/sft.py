@@ -35,14 +35,15 @@ import os
 import pathlib
 import platform
 import random
-import shutil
 import sys
-import tempfile
 import time
 
 import torch
 
-from discdiff.evaluation.results import pyplot, save_results
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import likelihood as lik  # noqa: E402  (benchmarks/likelihood.py: the equal-budget training loop)
+
+from discdiff.evaluation.results import pyplot, save_results  # noqa: E402
 
 RECIPES = {  # kind -> (diffusion config, model config); the backbone size is shared
     "masked": ({"kind": "diffusion", "graph": "absorbing", "schedule": "loglinear", "parameterization": "denoiser",
@@ -58,7 +59,6 @@ RUNS = {
     "masked-scratch-sft": ("masked", "sft", None),
 }
 PAIRED = {"masked-sft": "ar-sft", "masked-pretrained": "ar-pretrained", "masked-scratch-sft": "ar-sft"}
-CLOCKS = {"process": time.process_time, "wall": time.perf_counter}
 
 
 def train_config(name: str, source: str, args, out_dir: str, init_from: str | None):
@@ -77,33 +77,18 @@ def train_config(name: str, source: str, args, out_dir: str, init_from: str | No
 
 def train_for_budget(name: str, source: str, args, init_from: str | None) -> dict:
     """Train run ``name`` for its stage's budget (seconds of args.clock), save_pretrained it under
-    args.models_dir / name with its stats; with --reuse-models an existing one is loaded instead."""
-    from discdiff.training import Trainer
-
+    args.models_dir / name with its stats (benchmarks/likelihood.py's loop); with --reuse-models an existing one
+    is loaded instead."""
     save_to = pathlib.Path(args.models_dir) / name
-    stats_file = save_to / "sft_bench_stats.json"
+    stats_file = save_to / lik.STATS
     if args.reuse_models and stats_file.is_file():
         return json.loads(stats_file.read_text())
     budget = args.pretrain_s if RUNS[name][1] == "pretrain" else args.sft_s
-    clock = CLOCKS[args.clock]
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(train_config(name, source, args, tmp, init_from))
-        batches, losses = iter(trainer.loader), []
-        start, wall_start = clock(), time.perf_counter()
-        while True:
-            losses.append(trainer.train_step(next(batches))["loss"])
-            elapsed = clock() - start
-            trainer.cfg.steps = max(trainer.step + 1, int(trainer.step * budget / max(elapsed, 1e-9)))
-            if elapsed >= budget:
-                break
-        shutil.rmtree(save_to, ignore_errors=True)
-        trainer.save_pretrained(save_to)
-    tail = losses[-max(1, len(losses) // 10):]
-    stats = {"steps": trainer.step, "train_s": round(elapsed, 1), "train_wall_s": round(time.perf_counter()
-             - wall_start, 1), "budget_s": budget, "init_from": init_from, "params": trainer.model.num_parameters(),
-             "final_train_loss_nats": sum(tail) / len(tail)}
-    stats_file.write_text(json.dumps(stats))
-    print(f"{name}: {stats['steps']} steps in {stats['train_s']} s, final loss {stats['final_train_loss_nats']:.3f}",
+    stats = {**lik.train_config_for_budget(lambda tmp: train_config(name, source, args, tmp, init_from), budget,
+                                           args.clock, save_to),
+             "budget_s": budget, "init_from": init_from}
+    stats_file.write_text(json.dumps(stats, indent=1) + "\n")
+    print(f"{name}: {stats['steps']} steps in {stats['train_s']} s, final loss {stats['final_train_loss']:.3f}",
           flush=True)
     return stats
 
@@ -319,7 +304,7 @@ def parse_args(argv=None):
     p.add_argument("--reuse-models", action="store_true", help="load models a previous run saved, train none")
     p.add_argument("--pretrain-s", type=float, default=300.0, help="pretraining budget per model, s of --clock")
     p.add_argument("--sft-s", type=float, default=150.0, help="fine-tuning budget per model, s of --clock")
-    p.add_argument("--clock", choices=list(CLOCKS), default="process")
+    p.add_argument("--clock", choices=list(lik.CLOCKS), default="process")
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--heads", type=int, default=4)
