@@ -11,8 +11,21 @@ confidence (the model's probability of that token; uniform noise with ``remaskin
 * threshold mode (Fast-dLLM, ``threshold=tau``): every prediction with confidence > tau is kept, and at
   least the most confident one; ``steps`` then only caps nothing, a block ends when it is unmasked.
 
-With ``remasking="random"``, one token per step and drawn (not greedy) tokens this is exact any-order
-sampling; the confidence rules trade that exactness for fewer model calls.
+Which positions count as confident (``remasking``), for position i with predicted distribution p_i and drawn
+token v_i:
+
+* ``"low_confidence"`` (LLaDA): p_i(v_i), the probability of the token actually drawn;
+* ``"max_prob"``: max_v p_i(v);  ``"margin"``: p_i(top 1) - p_i(top 2);  ``"entropy"``: exp(-H(p_i)), with
+  H(p) = -sum_v p(v) log p(v) (one over the position's perplexity);
+* ``"random"``: uniform noise.
+
+An order chosen from the revealed tokens alone is still exact any-order sampling: with one token per step
+(``steps`` = the length) and drawn tokens at temperature 1, ``random``, ``max_prob``, ``margin`` and
+``entropy`` reproduce an exact model's distribution whatever order they pick, since each revealed token is
+drawn from its exact conditional given everything revealed so far. ``low_confidence`` is not: it picks the
+position *after* seeing the draw, so it favours likely draws (it sharpens). Several tokens per step, greedy
+tokens or a threshold trade exactness for fewer model calls. On a trained model the ordered rules decode the
+positions it is surest of first, where its conditionals are best.
 """
 
 from __future__ import annotations
@@ -27,6 +40,25 @@ from .base import Sampler
 def _quota(masked_in_block: torch.Tensor, steps_left: int) -> torch.Tensor:
     """Tokens to reveal now so the remaining masked tokens spread evenly over the steps left (>= 1 if any)."""
     return torch.ceil(masked_in_block.double() / steps_left).long()
+
+
+def _confidence(remasking: str, log_probs: torch.Tensor, tokens: torch.Tensor, masked: torch.Tensor,
+                row_gen) -> torch.Tensor:
+    """[r, L] confidence of each position under rule ``remasking`` (module docstring), from the model's own
+    log-probabilities [r, L, C] (before temperature or top-k/top-p) and the drawn tokens [r, L]. Higher is
+    decoded first."""
+    if remasking == "random":
+        return uniform(masked.shape, row_gen, device=log_probs.device)
+    w = log_probs.double().exp()
+    if remasking == "low_confidence":
+        return w.gather(-1, tokens[..., None]).squeeze(-1)
+    if remasking == "max_prob":
+        return w.amax(-1)
+    if remasking == "margin":
+        top = w.topk(2, dim=-1).values
+        return top[..., 0] - top[..., 1]
+    # entropy: exp(-H), with 0 log 0 = 0
+    return torch.exp((w * torch.log(w.clamp_min(1e-300))).sum(-1))
 
 
 class Confidence(Sampler):
@@ -67,10 +99,7 @@ class Confidence(Sampler):
         weights = torch.softmax(pred.filtered(log_probs), -1)
         row_gen = rows_of(generator, rows)  # per-row seeds: each row draws from its own generator
         tokens = weights.argmax(-1) if greedy else pred.draw(weights, row_gen)
-        if remasking == "random":
-            conf = uniform(masked.shape, row_gen, device=x.device)
-        else:
-            conf = log_probs.gather(-1, tokens[..., None]).squeeze(-1).double().exp()
+        conf = _confidence(remasking, log_probs, tokens, masked, row_gen)
         conf = conf.masked_fill(~masked, -1.0)
         rank = conf.argsort(-1, descending=True).argsort(-1)
         if threshold is None:

@@ -89,8 +89,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            samplers=("confidence",), interval="(0, 1)", nullable=True, web=True, flag="--threshold"),
     Option("block_length", int, None, "decode semi-autoregressive blocks of this many tokens; default: one "
            "block", samplers=("confidence",), interval="[1, inf)", nullable=True, web=True, flag="--block-length"),
-    Option("remasking", str, "low_confidence", "which predictions to keep: the most confident, or random ones "
-           "(exact any-order sampling)", samplers=("confidence",), choices=("low_confidence", "random"),
+    Option("remasking", str, "low_confidence", "which predictions to keep: the most confident by the drawn "
+           "token's probability (LLaDA), by the distribution's top probability, top-2 margin or entropy (exact "
+           "with one token per step), or random ones (exact any-order sampling)", samplers=("confidence",),
+           choices=("low_confidence", "max_prob", "margin", "entropy", "random"),
            flag="--remasking"),
     Option("greedy", bool, False, "take each position's most likely token instead of drawing it",
            samplers=("confidence",), flag="--greedy"),

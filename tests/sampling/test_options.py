@@ -70,7 +70,7 @@ def test_help_lists_the_samplers():
 @pytest.mark.parametrize("kwargs, match", [
     ({"threshold": 0.0}, r"threshold must lie in \(0, 1\)"),
     ({"block_length": 0}, "block_length must be >= 1"),
-    ({"remasking": "worst"}, "remasking must be one of low_confidence, random"),
+    ({"remasking": "worst"}, "remasking must be one of low_confidence, max_prob, margin, entropy, random"),
     ({"steps": 2.5}, "steps must be an integer"),
     ({"greedy": 1}, "greedy must be true or false"),
 ])
