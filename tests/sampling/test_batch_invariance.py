@@ -85,8 +85,10 @@ def test_a_row_is_the_same_alone_and_in_a_batch_transformer(sampler, kind, opts)
 def test_the_transformer_answers_a_row_alike_alone_and_in_a_batch():
     # What the token-for-token equality above rests on (fp32, CPU). A time-free transformer's answer on a row
     # is bit-identical alone and in a batch. A time-conditioned one differs in the last bits: adaLN's
-    # [B, cond] matmuls take another BLAS kernel when B = 1 (measured: probabilities within 4e-6), so a token
-    # can differ only when a float64 uniform falls that close to a CDF boundary (about 1e-5 per draw).
+    # [B, cond] matmuls take another BLAS kernel when B = 1 (measured: probabilities within 4e-6 on one machine,
+    # 1.1e-5 on an AMD EPYC, with these deliberately large random weights and logits up to 13), so a token can
+    # differ only when a float64 uniform falls that close to a CDF boundary (about 1e-5 per draw). The bound
+    # below leaves room for other kernels; a row mixed up with another moves probabilities by O(0.1).
     x = torch.randint(0, 7, (8, 12), generator=torch.Generator().manual_seed(3))
     sigma = torch.rand(8, generator=torch.Generator().manual_seed(4)) * 3
     for time_conditioning in (False, True):
@@ -95,7 +97,7 @@ def test_the_transformer_answers_a_row_alike_alone_and_in_a_batch():
             batch = torch.softmax(model(x, sigma).double(), -1)
             alone = torch.cat([torch.softmax(model(x[b:b + 1], sigma[b:b + 1]).double(), -1) for b in range(8)])
         if time_conditioning:
-            assert torch.allclose(batch, alone, rtol=0, atol=1e-5)
+            assert torch.allclose(batch, alone, rtol=0, atol=1e-4)
         else:
             assert torch.equal(batch, alone)
 
