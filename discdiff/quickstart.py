@@ -43,7 +43,13 @@ class Settings:
     sampler: str = "first_hitting"
     sampler_steps: int = 128
     temperature: float = 1.0
+    options: tuple[tuple[str, object], ...] = ()   # the sampler's other options, as (name, value) pairs
     seed: int = 0
+
+    def describe(self) -> str:
+        """The sampler as printed beside its passages: name, options, temperature."""
+        opts = "".join(f", {k}={v}" for k, v in self.options)
+        return f"{self.sampler}{opts}, temperature {self.temperature:g}"
 
 
 class Bound(NamedTuple):
@@ -73,6 +79,7 @@ class Report:
     reference_words: WordsReal      # the same count on the validation windows themselves
     reference_entropy_bits: float   # their pooled unigram entropy
     unigram_words: WordsReal        # ... on passages drawn from the training split's character frequencies
+    samples: torch.Tensor           # the generated token ids [samples, context] the passages decode
 
 
 SETTINGS = Settings()
@@ -92,7 +99,7 @@ def evaluate_quickstart(model, diffusion, tokenizer, data_dir, context: int, set
     vocabulary = load_corpus_words(data_dir) if vocabulary is None else vocabulary
     gen = torch.Generator().manual_seed(settings.seed)
     out = diffusion.sample(model, settings.samples, context, settings.sampler, steps=settings.sampler_steps,
-                           temperature=settings.temperature, generator=gen)
+                           temperature=settings.temperature, generator=gen, **dict(settings.options))
     passages = [decode_text(tokenizer, row.tolist()) for row in out.samples]
     real = torch.cat([tokens for tokens, _ in data])
     unigram = _unigram_samples(data_dir, settings.samples, context, gen)
@@ -101,7 +108,7 @@ def evaluate_quickstart(model, diffusion, tokenizer, data_dir, context: int, set
         passages, int(out.nfe_per_row[0]), words_real(passages, vocabulary), unigram_entropy(out.samples).pooled / LN2,
         words_real([decode_text(tokenizer, row.tolist()) for row in real], vocabulary),
         unigram_entropy(real).pooled / LN2,
-        words_real([decode_text(tokenizer, row.tolist()) for row in unigram], vocabulary),
+        words_real([decode_text(tokenizer, row.tolist()) for row in unigram], vocabulary), out.samples,
     )
 
 
@@ -184,11 +191,10 @@ def _print_report(rep: Report, s: Settings) -> None:
     lo, hi = rep.ci_bits
     print(f"\nvalidation NLL bound: {rep.bound_bits:.3f} bits/char (95% CI {lo:.3f}-{hi:.3f}; {rep.windows} "
           f"windows spread over the validation split, {rep.characters} characters, {s.draws} draws of t each)")
-    print(f"\n--- a generated passage ({s.sampler}, {rep.model_calls} model calls, temperature {s.temperature:g})\n"
-          f"{rep.passages[0]}")
+    print(f"\n--- a generated passage ({s.describe()}, {rep.model_calls} model calls)\n{rep.passages[0]}")
     print(f"\nwords real (whitespace-separated words found in the training text; cut words at the edges not "
-          f"counted):\n  generated: {rep.words}  [{s.samples} passages, {s.sampler}, temperature "
-          f"{s.temperature:g}, character entropy {rep.sample_entropy_bits:.2f} bits]\n"
+          f"counted):\n  generated: {rep.words}  [{s.samples} passages, {s.describe()}, character entropy "
+          f"{rep.sample_entropy_bits:.2f} bits]\n"
           f"  validation text: {rep.reference_words}  [character entropy {rep.reference_entropy_bits:.2f} bits; "
           f"its misses are mostly names from plays not in training]\n"
           f"  character-unigram model: {rep.unigram_words}")

@@ -75,8 +75,8 @@ def test_two_runs_print_the_same_numbers_and_a_newcomer_reads_them(tiny_quicksta
     assert qs.main(["--steps", "4", "--out", out]) == 0
     second = capsys.readouterr().out
     assert _numbers(first) == _numbers(second) and len(_numbers(first)) >= 8
-    for line in ("training 4 steps", "validation NLL bound:", "--- a generated passage (first_hitting, 48 model calls, "
-                 "temperature 1)", "words real", "generated:", "validation text:", "character-unigram model:",
+    for line in ("training 4 steps", "validation NLL bound:", "--- a generated passage (first_hitting, temperature 1, "
+                 "48 model calls)", "words real", "generated:", "validation text:", "character-unigram model:",
                  "--- infilling"):
         assert line in first, line
     infills = first.split("--- infilling")[1].splitlines()[1:4]
@@ -86,3 +86,18 @@ def test_two_runs_print_the_same_numbers_and_a_newcomer_reads_them(tiny_quicksta
                         r"spread over the test split, 384 characters, 2 draws of t each; .*the final number\)", last)
     validation = re.search(r"validation NLL bound: (\d+\.\d{3})", first).group(1)
     assert last.split()[4] != validation  # another split's windows, not the validation number printed twice
+
+
+def test_the_sampler_options_reach_the_sampler_and_are_printed(tiny_quickstart, capsys, monkeypatch):
+    from dataclasses import replace
+
+    out = str(tiny_quickstart / "run")
+    ordered = replace(TINY_JUDGE, sampler="confidence", sampler_steps=48, options=(("remasking", "entropy"),))
+    monkeypatch.setattr(qs, "SETTINGS", ordered)
+    assert qs.main(["--steps", "2", "--out", out]) == 0
+    printed = capsys.readouterr().out
+    assert "--- a generated passage (confidence, remasking=entropy, temperature 1, 48 model calls)" in printed
+    assert "[2 passages, confidence, remasking=entropy, temperature 1, character entropy" in printed
+    monkeypatch.setattr(qs, "SETTINGS", replace(ordered, options=(("remasking", "sharpest"),)))
+    assert qs.main(["--steps", "2", "--out", out]) == 2  # the option is the sampler's to check, not ignored
+    assert "remasking" in capsys.readouterr().err

@@ -23,7 +23,9 @@ An order chosen from the revealed tokens alone is still exact any-order sampling
 (``steps`` = the length) and drawn tokens at temperature 1, ``random``, ``max_prob``, ``margin`` and
 ``entropy`` reproduce an exact model's distribution whatever order they pick, since each revealed token is
 drawn from its exact conditional given everything revealed so far. ``low_confidence`` is not: it picks the
-position *after* seeing the draw, so it favours likely draws (it sharpens). Several tokens per step, greedy
+position *after* seeing the draw, so it favours likely draws (it sharpens; on the weak quickstart model at
+temperature 1 without blocks it decodes every position as a space, the likeliest draw anywhere, and each
+space revealed makes the next likelier: docs/results/quickstart/samplers.md). Several tokens per step, greedy
 tokens or a threshold trade exactness for fewer model calls. On a trained model the ordered rules decode the
 positions it is surest of first, where its conditionals are best.
 """
