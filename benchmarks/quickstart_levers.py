@@ -104,9 +104,13 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="dotted overrides of configs/quickstart.yaml")
     parser.add_argument("--emas", default="0.99,0.995,0.998", help="EMA decays judged besides the raw weights")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--save", help="also save the trained weights (and each EMA) to this file")
+    parser.add_argument("--save", help="also save the trained weights (and each EMA) to this file; with --ar-only, "
+                                       "keep the AR run in this directory (its pretrained/ is a judge)")
     parser.add_argument("--samplers", metavar="PRETRAINED",
                         help="no training: judge this pretrained model's words-real fraction under several samplers")
+    parser.add_argument("--judge", metavar="AR_PRETRAINED",
+                        help="with --samplers: also score every sampler's passages (and the real windows) under "
+                             "this AR model (e.g. one kept by --ar-only N --save DIR): gen-PPL in bits/char")
     parser.add_argument("--probe", action="store_true", help="only measure the reference's seconds per step")
     parser.add_argument("--ar-only", type=int, metavar="STEPS", default=0,
                         help="calibration: the backbone as the AR baseline for STEPS steps, judged the same way "
@@ -116,9 +120,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.samplers:
-        return compare_samplers(args.samplers)
+        return compare_samplers(args.samplers, args.judge)
     if args.ar_only:
-        return judge_ar(args.name, args.ar_only, args.threads)
+        return judge_ar(args.name, args.ar_only, args.threads, args.save)
     load0 = os.getloadavg()
     reference = step_seconds([], args.threads)
     if args.probe:
@@ -159,7 +163,7 @@ def main() -> None:
     write_table()
 
 
-def judge_ar(name: str, steps: int, threads: int) -> None:
+def judge_ar(name: str, steps: int, threads: int, keep: str | None = None) -> None:
     """The AR baseline on the quickstart's backbone for ``steps`` steps: exact NLL on the quickstart's validation
     windows and the words-real fraction of its samples at temperature 1: what the same work buys a model that
     needs no bound, to read the diffusion rows against."""
@@ -169,10 +173,11 @@ def judge_ar(name: str, steps: int, threads: int) -> None:
 
     load0, settings = os.getloadavg(), Settings()
     with tempfile.TemporaryDirectory() as tmp:
+        run = keep or tmp
         start = time.perf_counter()
-        train_ar(steps, threads, tmp)
+        train_ar(steps, threads, run)
         seconds = time.perf_counter() - start
-        pre = from_pretrained(Path(tmp) / "pretrained")
+        pre = from_pretrained(Path(run) / "pretrained")
     context = pre.config["context"]
     data = load_eval_data(DATA, context=context, max_sequences=settings.windows, seed=settings.seed)
     res = ar_nll(pre.model, data, vocab_size=pre.vocab_size)
@@ -193,31 +198,59 @@ def judge_ar(name: str, steps: int, threads: int) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-SAMPLERS = [("first_hitting", 1.0), ("ancestral", 1.0), ("first_hitting", 0.8), ("first_hitting", 0.6)]
+# (sampler, temperature, options): every temperature-1 row with one token per call is exact for an exact model
+# except low_confidence, which picks the position after seeing the draw (tests/sampling/test_exactness.py); the
+# confidence sampler's 128 steps (Settings.sampler_steps) over 128 positions unmask one token per call
+SAMPLERS = [("first_hitting", 1.0, ()), ("ancestral", 1.0, ()),
+            ("confidence", 1.0, (("block_length", 1), ("remasking", "random"))),  # left to right
+            ("confidence", 1.0, (("remasking", "entropy"),)),
+            ("confidence", 1.0, (("remasking", "margin"),)),
+            ("confidence", 1.0, (("remasking", "max_prob"),)),
+            ("confidence", 1.0, (("remasking", "low_confidence"),)),
+            ("first_hitting", 0.8, ()), ("first_hitting", 0.6, ())]
 
 
-def compare_samplers(pretrained) -> None:
+def compare_samplers(pretrained, judge_run=None) -> None:
     """The words-real fraction of one trained model's passages under each sampler and temperature, with the
-    passages' character entropy (sharpening raises the first by lowering the second)."""
+    passages' character entropy (sharpening raises the first by lowering the second) and, given an AR judge,
+    their gen-PPL under it in bits/char (sharpening drives it below real text's)."""
     from dataclasses import replace
 
+    from discdiff.evaluation import ARJudge, generative_perplexity, load_eval_data
     from discdiff.training import from_pretrained
 
     pre = from_pretrained(pretrained)
     vocabulary = load_corpus_words(DATA)
-    lines = [f"Model: {pretrained} (the quickstart's). Command: python benchmarks/quickstart_levers.py samplers "
-             f"--samplers {pretrained}\n", "| sampler | temperature | model calls | words real | character entropy "
-             "(bits) | passage |", "|---|---|---|---|---|---|"]
-    for sampler, temperature in SAMPLERS:
-        settings = replace(Settings(), sampler=sampler, temperature=temperature, windows=32, draws=2)
+    judge = None if judge_run is None else ARJudge.from_pretrained(from_pretrained(Path(judge_run) / "pretrained"),
+                                                                   name="AR judge")
+
+    def judged(samples) -> str:
+        if judge is None:
+            return "-"
+        rep = generative_perplexity(samples, judge, categorical="float64")
+        return f"{rep.nll_nats_per_token / 0.6931471805599453:.2f}"
+
+    load0 = os.getloadavg()
+    lines = [f"Model: {pretrained} (the quickstart's); judge: {judge_run or 'none'}. Command: python "
+             f"benchmarks/quickstart_levers.py samplers {' '.join(sys.argv[2:])}\n",
+             "| sampler | options | temperature | model calls | words real | character entropy (bits) | "
+             "judge bits/char | passage |", "|---|---|---|---|---|---|---|---|"]
+    for sampler, temperature, options in SAMPLERS:
+        settings = replace(Settings(), sampler=sampler, temperature=temperature, options=options, windows=32,
+                           draws=2)
         rep = evaluate_quickstart(pre.model, pre.diffusion, pre.tokenizer, DATA, pre.config["context"], settings,
                                   vocabulary)
         passage = rep.passages[0].replace("\n", " / ").replace("|", "\\|")
-        lines.append(f"| {sampler} | {temperature:g} | {rep.model_calls} | {rep.words} | "
-                     f"{rep.sample_entropy_bits:.2f} | {passage} |")
+        opts = " ".join(f"{k}={v}" for k, v in options) or "-"
+        lines.append(f"| {sampler} | {opts} | {temperature:g} | {rep.model_calls} | {rep.words} | "
+                     f"{rep.sample_entropy_bits:.2f} | {judged(rep.samples)} | {passage} |")
         print(lines[-1], flush=True)
-    lines.append(f"| validation text | - | - | {rep.reference_words} | {rep.reference_entropy_bits:.2f} | |")
-    lines.append(f"| character unigram | - | - | {rep.unigram_words} | - | |")
+    real = torch.cat([t for t, _ in load_eval_data(DATA, context=pre.config["context"], max_sequences=32,
+                                                      seed=Settings().seed)])
+    lines.append(f"| validation text | - | - | - | {rep.reference_words} | {rep.reference_entropy_bits:.2f} | "
+                 f"{judged(real)} | |")
+    lines.append(f"| character unigram | - | - | - | {rep.unigram_words} | - | - | |")
+    lines.append(f"\nLoad average {load0[0]:.1f} before, {os.getloadavg()[0]:.1f} after.")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "samplers.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 

@@ -36,6 +36,8 @@ class WordsReal:
         return self.real / self.words if self.words else float("nan")
 
     def __str__(self) -> str:
+        if not self.words:  # e.g. passages of nothing but spaces: say so, not "nan"
+            return "no whole words to count (0 of 0)"
         return f"{self.fraction:.2f} of words are real ({self.real} of {self.words})"
 
 

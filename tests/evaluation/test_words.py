@@ -31,6 +31,7 @@ def test_the_fraction_counts_exact_matches_over_all_texts():
 def test_real_text_scores_one_and_no_words_is_nan():
     assert words_real([" To be, or not to be: "], CORPUS).fraction == 1.0
     assert math.isnan(words_real(["abc"], CORPUS).fraction)
+    assert str(words_real([" " * 20], CORPUS)) == "no whole words to count (0 of 0)"  # not "nan of words ..."
 
 
 def test_one_string_instead_of_a_list_is_refused():
