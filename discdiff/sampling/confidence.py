@@ -1,10 +1,10 @@
-"""Confidence-based parallel decoding: LLaDA's low-confidence remasking and Fast-dLLM's thresholds,
-inside semi-autoregressive blocks.
+"""Confidence-based parallel decoding: the surest positions first (LLaDA's remasking, Fast-dLLM's
+thresholds), inside semi-autoregressive blocks.
 
 The sequence is cut into blocks of ``block_length`` decoded left to right; each block gets
 ``steps / num_blocks`` steps. At every step the model predicts every masked position of the current
 block (a token drawn with temperature / top-k / top-p, or the argmax with ``greedy=True``) and its
-confidence (the model's probability of that token; uniform noise with ``remasking="random"``):
+confidence (by ``remasking``, below):
 
 * top-k mode (LLaDA): the k most confident predictions are kept, the rest stay masked, with k chosen so
   the block's masked tokens are spread evenly over its steps;
@@ -14,8 +14,9 @@ confidence (the model's probability of that token; uniform noise with ``remaskin
 Which positions count as confident (``remasking``), for position i with predicted distribution p_i and drawn
 token v_i:
 
-* ``"low_confidence"`` (LLaDA): p_i(v_i), the probability of the token actually drawn;
-* ``"max_prob"``: max_v p_i(v);  ``"margin"``: p_i(top 1) - p_i(top 2);  ``"entropy"``: exp(-H(p_i)), with
+* ``"max_prob"`` (the default): max_v p_i(v);
+* ``"low_confidence"`` (LLaDA's default): p_i(v_i), the probability of the token actually drawn;
+* ``"margin"``: p_i(top 1) - p_i(top 2);  ``"entropy"``: exp(-H(p_i)), with
   H(p) = -sum_v p(v) log p(v) (one over the position's perplexity);
 * ``"random"``: uniform noise.
 
@@ -25,7 +26,8 @@ An order chosen from the revealed tokens alone is still exact any-order sampling
 drawn from its exact conditional given everything revealed so far. ``low_confidence`` is not: it picks the
 position *after* seeing the draw, so it favours likely draws (it sharpens; on the weak quickstart model at
 temperature 1 without blocks it decodes every position as a space, the likeliest draw anywhere, and each
-space revealed makes the next likelier: docs/results/quickstart/samplers.md). Several tokens per step, greedy
+space revealed makes the next likelier: docs/results/quickstart/samplers.md; ``greedy=True`` does the same
+under any rule, which is why neither is the default). Several tokens per step, greedy
 tokens or a threshold trade exactness for fewer model calls. On a trained model the ordered rules decode the
 positions it is surest of first, where its conditionals are best.
 """

@@ -89,9 +89,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            samplers=("confidence",), interval="(0, 1)", nullable=True, web=True, flag="--threshold"),
     Option("block_length", int, None, "decode semi-autoregressive blocks of this many tokens; default: one "
            "block", samplers=("confidence",), interval="[1, inf)", nullable=True, web=True, flag="--block-length"),
-    Option("remasking", str, "low_confidence", "which predictions to keep: the most confident by the drawn "
-           "token's probability (LLaDA), by the distribution's top probability, top-2 margin or entropy (exact "
-           "with one token per step), or random ones (exact any-order sampling)", samplers=("confidence",),
+    Option("remasking", str, "max_prob", "which predictions to keep: the most confident by the distribution's "
+           "top probability (the default), top-2 margin or entropy (exact with one token per step), by the drawn "
+           "token's probability (LLaDA's rule: it favours likely draws, and a weak model decodes every position "
+           "as its commonest token), or random ones (exact any-order sampling)", samplers=("confidence",),
            choices=("low_confidence", "max_prob", "margin", "entropy", "random"),
            flag="--remasking"),
     Option("greedy", bool, False, "take each position's most likely token instead of drawing it",

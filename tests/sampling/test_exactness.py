@@ -21,8 +21,9 @@ EXACT = [
     (dd.Uniform(3), dd.Geometric(), "score", "tweedie", {"steps": 64}),
     (dd.DenseGraph.ordinal(3), dd.Geometric(), "score", "tweedie", {"steps": 64}),
     (dd.Absorbing(3), dd.LogLinear(), "denoiser", "confidence", {"steps": 3, "remasking": "random"}),
-    # an order chosen from the revealed tokens alone keeps any-order sampling exact
-    (dd.Absorbing(3), dd.LogLinear(), "denoiser", "confidence", {"steps": 3, "remasking": "max_prob"}),
+    # an order chosen from the revealed tokens alone keeps any-order sampling exact; the default rule (max_prob)
+    # is one of them, so the confidence sampler with one token per step and temperature 1 is exact by default
+    (dd.Absorbing(3), dd.LogLinear(), "denoiser", "confidence", {"steps": 3}),
     (dd.Absorbing(3), dd.LogLinear(), "denoiser", "confidence", {"steps": 3, "remasking": "margin"}),
     (dd.Absorbing(3), dd.LogLinear(), "denoiser", "confidence", {"steps": 3, "remasking": "entropy"}),
 ]
