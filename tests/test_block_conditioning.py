@@ -124,6 +124,12 @@ def test_a_block_row_is_the_same_alone_and_in_a_batch_transformer(sampler, opts,
     bd = dd.BlockDiffusion(dd.Absorbing(5), dd.LogLinear(), 2)
     labels = torch.tensor([0, 1, 2, 3, 2, 1, 0, 3])
     opts = {**opts, "kv_cache": kv_cache, "eos_id": 4}  # rows leave the batch at different blocks
+    if sampler == "confidence":
+        # The labelled transformer differs alone vs in a batch in the last bits (another BLAS kernel for B = 1).
+        # The default max_prob rule compares the two positions of a fully masked block, whose top probabilities
+        # are nearly equal (measured 0.42763570 vs 0.42763564), so last bits can swap their order; the sampler's
+        # own invariance under the default is the exact-model test above. The drawn-token rule has no such ties.
+        opts["remasking"] = "low_confidence"
     batch, alone = _alone_and_in_batch(bd, _block_transformer(), 8, sampler, _prompts(8, 5), labels, opts)
     assert torch.equal(batch, alone)
     assert len({tuple(r) for r in batch.tolist()}) > 4  # the rows differ: seeds and labels reached them
